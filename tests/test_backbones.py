@@ -83,6 +83,17 @@ def test_eat_is_obtained_by_download_or_export(tmp_path, monkeypatch):
     assert prepare("eat-base", tmp_path / "models") == exported
 
 
+def test_resolve_model_takes_a_file_or_a_backbone_name(tmp_path, monkeypatch):
+    prepared = []
+    monkeypatch.setattr(backbones, "prepare", lambda name: prepared.append(name) or tmp_path / f"{name}.onnx")
+    assert backbones.resolve_model("AiSFX") == tmp_path / "AiSFX.onnx" and prepared == ["AiSFX"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yamnet").write_bytes(b"onnx")  # a file of that name is the user's model, not the backbone
+    assert backbones.resolve_model("yamnet") == backbones.Path("yamnet") and prepared == ["AiSFX"]
+    assert backbones.resolve_model("missing.onnx") == backbones.Path("missing.onnx")
+    assert prepared == ["AiSFX"]
+
+
 # ---------------------------------------------------------------- aiSFX, real packaged weights
 @pytest.fixture(scope="module")
 def aisfx_onnx(tmp_path_factory):

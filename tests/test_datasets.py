@@ -483,6 +483,7 @@ def test_command_line_downloads_into_the_layout_main_reads(zenodo: FakeZenodo, t
     )
     assert result.returncode == 0, result.stderr
     assert discover_machines(tmp_path / "dataset") == ["bearing", "fan"]
+    assert "next: frozenasd run --data dataset --model eat-base" in result.stdout
     wrong = subprocess.run(
         [sys.executable, "-m", "frozenasd", "download", "eat-base", "--machines", "fan"],
         cwd=tmp_path,

@@ -87,6 +87,24 @@ def test_cli_run_gives_the_same_scores(main_run, tiny_dataset, patch_encoder, tm
     np.testing.assert_array_equal(cli_scores, main_scores)
 
 
+def test_run_with_a_backbone_name_prepares_and_records_it(tiny_dataset, tmp_path):
+    pytest.importorskip("aisfx", reason="aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(
+        ["-m", "frozenasd", "run", "--data", str(tiny_dataset), "--model", "aisfx", "--out", str(out)]
+        + ["--no-progress"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    check_outputs(out / "results_fan", min_auc=0.6)
+    record = json.loads((out / "results_fan" / "run.json").read_text())
+    assert record["frontend"]["name"] == "aisfx_mel" and record["frontend"]["sample_rate"] == 44100
+    assert record["encoder"]["name"] == "aisfx" and record["encoder"]["package"] == "aisfx==0.1.2"
+    prepared = Path(record["settings"]["model_path"])
+    assert prepared.name.startswith("aisfx-") and prepared.is_file()
+
+
 def test_main_py_overrides_every_path(tiny_dataset, patch_encoder, tmp_path):
     out = tmp_path / "elsewhere"
     args = ["--data", str(tiny_dataset), "--machine", "fan", "--model", str(patch_encoder), "--out", str(out)]

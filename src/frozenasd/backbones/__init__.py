@@ -41,6 +41,7 @@ __all__ = [
     "format_backbones_table",
     "get_backbone",
     "prepare",
+    "resolve_model",
     "status",
 ]
 
@@ -200,6 +201,18 @@ def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool
         model.metadata_props.add(key=key, value=value)
     _save_atomic(model, target)
     return target
+
+
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """The ONNX file ``spec`` names: an existing file as it is, else a backbone name (`prepare`).
+
+    A path that exists wins over a backbone of the same name; anything else is returned unchanged,
+    so the encoder reports the missing file when it opens it.
+    """
+    path = Path(spec)
+    if path.is_file() or str(spec).strip().lower() not in BACKBONES:
+        return path
+    return prepare(str(spec))
 
 
 _LAYOUTS = {"aisfx_mel": LAYOUT_BTF, "yamnet_logmel": LAYOUT_B1TF}

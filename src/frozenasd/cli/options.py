@@ -12,6 +12,12 @@ if TYPE_CHECKING:
     from frozenasd.run import RunSettings
 
 
+MODEL_HELP = (
+    "the encoder: an exported ONNX file, or a backbone name (aisfx, yamnet, eat-base; "
+    "see `frozenasd backbones`), prepared on first use"
+)
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -73,6 +79,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
     """The run settings the shared options describe."""
+    from frozenasd.backbones import resolve_model
     from frozenasd.run import RunSettings
 
     if args.no_cache:
@@ -80,7 +87,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
     else:
         cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     return RunSettings(
-        model_path=Path(args.model),
+        model_path=resolve_model(args.model),
         detector=args.detector,
         n_components=args.n_components,
         random_state=args.seed,

@@ -66,6 +66,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         out = download_dataset(
             args.name, args.output or "dataset", machines=args.machines, progress=not args.no_progress
         )
+        print(f"written {out}\nnext: frozenasd run --data {out} --model eat-base --out results")
+        return 0
     else:
         known = ", ".join([*VARIANTS, *DATASETS])
         raise FrozenASDError(f"unknown name {args.name!r}; choose one of: {known}")

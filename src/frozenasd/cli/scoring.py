@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from frozenasd.cli.options import add_run_options, positive_int, print_summary, settings_from
+from frozenasd.cli.options import MODEL_HELP, add_run_options, positive_int, print_summary, settings_from
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -46,11 +46,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import csv
 
+    from frozenasd.backbones import resolve_model
     from frozenasd.fitted import audio_files, score_files
 
     result = score_files(
         args.fitted,
-        args.model,
+        resolve_model(args.model),
         audio_files(args.inputs),
         batch_size=args.batch_size,
         num_threads=args.threads,
@@ -111,7 +112,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="machine types to run (default: every machine folder under --data)",
     )
-    p.add_argument("--model", required=True, help="the exported ONNX encoder")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
     add_run_options(p)
     p.set_defaults(func=cmd_run)
@@ -156,7 +157,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a detector on one machine's normal clips and save it (no pickle)")
     p.add_argument("--data", required=True, help="dataset root: <data>/<machine>/train/*.wav")
     p.add_argument("--machine", required=True, help="machine type to fit")
-    p.add_argument("--model", required=True, help="the exported ONNX encoder")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="file to write (.npz)")
     add_run_options(p)
     p.set_defaults(func=cmd_fit)
@@ -164,7 +165,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score new recordings with a model saved by `frozenasd fit`")
     p.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("--fitted", required=True, help="the file written by `frozenasd fit`")
-    p.add_argument("--model", required=True, help="the ONNX encoder it was fitted with")
+    p.add_argument(
+        "--model", required=True, help="the ONNX encoder it was fitted with (a file or a backbone name)"
+    )
     p.add_argument("--csv", default=None, help="also write path,score,anomalous rows to this file")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")

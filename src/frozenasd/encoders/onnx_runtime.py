@@ -76,7 +76,8 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         if not path.is_file():
             raise ModelError(
                 f"{path}: ONNX model file not found (export one with `frozenasd export CHECKPOINT`, "
-                "`python example_model_onnx_conversion.py` or `frozenasd download eat-base -o FILE.onnx`)"
+                "`python example_model_onnx_conversion.py` or `frozenasd download eat-base -o FILE.onnx`, "
+                "or name a backbone listed by `frozenasd backbones`)"
             )
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
