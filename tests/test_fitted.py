@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from frozenasd.detector_io import pipeline_info
 from frozenasd.encoders.patch_encoder import build_patch_encoder
@@ -41,6 +42,33 @@ def test_another_encoder_is_refused(tiny_dataset, patch_encoder, tmp_path):
     other = build_patch_encoder(tmp_path / "other.onnx", embed_dim=24, seed=4)
     with pytest.raises(ModelError, match="other.onnx: not the encoder"):
         score_files(tmp_path / "fan.npz", other, audio_files([tiny_dataset / "fan" / "test"]))
+
+
+def test_recordings_in_common_formats_are_found_and_scored(tiny_dataset, patch_encoder, tmp_path):
+    settings = RunSettings(model_path=patch_encoder, progress=False, cache_dir=None)
+    fit_machine(tiny_dataset, "fan", settings, tmp_path / "fan.npz")
+    clip = sorted((tiny_dataset / "fan" / "test").glob("*anomaly*.wav"))[0]
+    x, rate = sf.read(clip, dtype="float32")
+    folder = tmp_path / "phone" / "day1"
+    folder.mkdir(parents=True)
+    lossless = {"a.wav": "PCM_24", "b.flac": "PCM_16", "c.aiff": "PCM_16", "d.caf": "FLOAT"}
+    for name, subtype in lossless.items():
+        sf.write(folder / name, x, rate, subtype=subtype)
+    sf.write(folder / "e.ogg", x, rate, format="OGG", subtype="VORBIS")
+    sf.write(folder / "f.MP3", x, rate, format="MP3", subtype="MPEG_LAYER_III")
+    (folder / "notes.txt").write_text("not audio")
+    sf.write(folder / "._a.wav", x, rate)  # macOS metadata companion: hidden, not a recording
+
+    files = audio_files([tmp_path / "phone"])
+    assert [p.name for p in files] == ["a.wav", "b.flac", "c.aiff", "d.caf", "e.ogg", "f.MP3"]
+    scored = score_files(tmp_path / "fan.npz", patch_encoder, files)
+    assert not scored.skipped
+    reference = scored.scores[0]
+    np.testing.assert_allclose(scored.scores[1:4], reference, rtol=1e-3)  # lossless: the same clip
+    assert np.all(np.abs(scored.scores[4:] - reference) < 0.25 * abs(reference))  # lossy: close to it
+
+    named = score_files(tmp_path / "fan.npz", patch_encoder, [folder / "notes.txt", folder / "a.wav"])
+    assert [p.name for p, _ in named.skipped] == ["notes.txt"] and len(named.scores) == 1
 
 
 def test_missing_input_is_named(tmp_path):

@@ -1,6 +1,7 @@
 """DCASE Task 2 dataset layout: machine discovery, clip listing and file-name parsing.
 
-Layout: ``<root>/<machine>/{train,test[,supplemental]}/*.wav`` (``.flac`` is accepted too).
+Layout: ``<root>/<machine>/{train,test[,supplemental]}/*.wav`` (the other formats in
+``AUDIO_EXTENSIONS`` are accepted too).
 
 File-name conventions understood by :func:`parse_clip_name` (extension removed first):
 
@@ -30,7 +31,21 @@ from pathlib import Path
 from frozenasd.errors import LayoutError
 
 SPLITS = ("train", "test", "supplemental")
-AUDIO_EXTENSIONS = (".wav", ".flac")
+# What libsndfile (through soundfile) decodes; DCASE data is .wav, a user's own recordings may not be.
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".caf",
+    ".w64",
+    ".rf64",
+)
 LAYOUT_HINT = "expected <root>/<machine>/{train,test}/*.wav"
 
 _DOMAINS = ("source", "target")
@@ -186,7 +201,8 @@ def discover_machines(root: str | os.PathLike[str]) -> list[str]:
     return machines
 
 
-def _is_audio_file(path: Path) -> bool:
+def is_audio_file(path: Path) -> bool:
+    """A file whose extension is an audio format read here; hidden files are not."""
     # Hidden files are skipped: archives made on macOS carry "._<name>.wav" metadata files.
     return not path.name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
 
@@ -201,7 +217,7 @@ def list_clips(root: str | os.PathLike[str], machine: str, split: str) -> list[C
     split_dir = machine_dir / split
     if not split_dir.is_dir():
         raise LayoutError(f"{split_dir}: '{split}' folder does not exist ({LAYOUT_HINT})")
-    files = sorted((p for p in split_dir.iterdir() if _is_audio_file(p)), key=lambda p: p.name)
+    files = sorted((p for p in split_dir.iterdir() if is_audio_file(p)), key=lambda p: p.name)
     return [Clip.from_path(p, machine, split) for p in files]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from frozenasd.cache import file_sha256
-from frozenasd.dcase import AUDIO_EXTENSIONS, Clip, list_clips
+from frozenasd.dcase import Clip, is_audio_file, list_clips
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
 from frozenasd.errors import LayoutError, ModelError
 from frozenasd.metrics import gamma_threshold
@@ -71,13 +71,15 @@ class Scored:
 
 
 def audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """The audio files named, and those found (recursively, sorted) in the folders named."""
+    """The audio files named, and those found (recursively, sorted) in the folders named.
+
+    A file named is taken whatever its extension (it is reported if it cannot be read); in a folder,
+    only files with an audio extension (``dcase.AUDIO_EXTENSIONS``) that are not hidden are.
+    """
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(
-                p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-            )
+            found += sorted(p for p in item.rglob("*") if is_audio_file(p))
         elif item.exists():
             found.append(item)
         else:
