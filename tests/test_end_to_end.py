@@ -164,7 +164,10 @@ def test_run_writes_dcase_submission_files_that_evaluate_reads(tiny_dataset, pat
     for key in ("auc_source", "auc_target", "pauc", "hmean"):
         assert evaluated["machines"]["fan"][key] == pytest.approx(metrics[key], abs=1e-9)
     assert evaluated["official_score"] == pytest.approx(metrics["hmean"], abs=1e-12)
-    assert f"{100 * evaluated['official_score']:.2f}" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert f"{100 * evaluated['official_score']:.2f}" in summary
+    # the unreadable test clip is named as missing from the submission
+    assert "- fan: 1 test clip(s) could not be scored and are missing from the submission files" in summary
     page = (out / "report.html").read_text()
     assert "fan" in page and f"{100 * metrics['auc_source']:.2f}" in page
 
@@ -236,4 +239,27 @@ def test_evaluation_set_with_anonymised_names(tiny_dataset, patch_encoder, tmp_p
     assert len(rows) == 40 and rows[0].startswith("section_00_0000.wav,")
     assert (out / "decision_result_fan_section_00_test.csv").is_file()
     assert "Labels are unknown" in (out / "report.html").read_text()
-    assert not (out / "summary.md").exists()
+    summary = (out / "summary.md").read_text()
+    assert "| fan | n/a | n/a | n/a | n/a |" in summary and "Official score: n/a" in summary
+    assert "- fan: labels unknown" in summary
+
+
+def test_one_class_test_set_keeps_scores_and_submission_files(tiny_dataset, patch_encoder, tmp_path):
+    """All test clips normal: no AUC, but nothing else is lost and the run succeeds."""
+    data = tmp_path / "normals"
+    shutil.copytree(tiny_dataset, data)
+    for clip in (data / "fan" / "test").glob("*anomaly*.wav"):
+        clip.unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    result = frozenasd_run(data, patch_encoder, out)
+    assert result.returncode == 0, result.stderr
+    assert "got 20 normal and 0 anomalous" in result.stdout
+    rows = (out / "anomaly_score_fan_section_00_test.csv").read_text().splitlines()
+    assert len(rows) == 20 and len(read_scores_csv(out / "results_fan" / "scores.csv")[0]) == 20
+    assert len((out / "decision_result_fan_section_00_test.csv").read_text().splitlines()) == 20
+    metrics = read_metrics_txt(out / "results_fan" / "metrics.txt")
+    assert metrics["auc"] is None and "both normal and anomalous" in metrics["note"]
+    assert not (out / "results_fan" / "roc.png").exists()
+    assert "all of one class" in (out / "report.html").read_text()
+    assert "both normal and anomalous" in (out / "summary.md").read_text()

@@ -220,14 +220,28 @@ def test_compute_and_save_metrics_eval_set_without_labels(tmp_path):
     assert result["auc"] is None and result["n_clips"] == 4
     assert (tmp_path / "scores.csv").is_file()
     assert not (tmp_path / "roc.png").exists()
-    assert read_metrics_txt(tmp_path / "metrics.txt")["auc"] is None
+    back = read_metrics_txt(tmp_path / "metrics.txt")
+    assert back["auc"] is None and back["note"].startswith("labels unknown")
 
 
-def test_compute_and_save_metrics_mixed_labels_fail_after_saving_scores(tmp_path):
-    names = ["section_00_source_test_normal_0000.wav", "section_00_0001.wav"]
-    with pytest.raises(ValueError, match="section_00_0001.wav"):
-        compute_and_save_metrics(names, [0.1, 0.2], tmp_path)
+@pytest.mark.parametrize(
+    ("names", "why"),
+    [
+        (["section_00_source_test_normal_0000.wav", "section_00_0001.wav"], "1 of 2 clips have no known"),
+        (["source_test_normal_0000.wav", "target_test_normal_0001.wav"], "got 2 normal and 0"),
+        (["a_anomaly_1.wav", "a_anomaly_2.wav"], "got 0 normal and 2 anomalous"),
+    ],
+)
+def test_undefined_metrics_keep_the_scores_and_say_why(tmp_path, names, why):
+    """Mixed or one-class labels: scores.csv and metrics.txt are written, the metrics are n/a with a note."""
+    (tmp_path / "roc.png").write_bytes(b"an earlier run's curve")
+    result = compute_and_save_metrics(names, [0.1, 0.2], tmp_path, skipped=[("bad.wav", "empty file")])
     assert read_scores_csv(tmp_path / "scores.csv")[0] == names
+    assert all(result[k] is None for k in ("auc", "pauc", "auc_source", "auc_target", "hmean"))
+    back = read_metrics_txt(tmp_path / "metrics.txt")
+    assert back["auc"] is None and back["n_clips"] == 2 and back["skipped"] == [("bad.wav", "empty file")]
+    assert why in back["note"] and back["note"] == result["note"] and "scores only" in back["note"]
+    assert not (tmp_path / "roc.png").exists()
 
 
 def test_root_metrics_shim_reexports():

@@ -276,14 +276,20 @@ def format_table(result: dict[str, Any]) -> str:
     # As the official evaluator: each column's harmonic mean runs over every machine × section value.
     units = [s for m in machines.values() for s in (m.get("sections") or {"": m}).values()]
     cols = [[u[k] for u in units if u.get(k) is not None] for k in _TABLE_KEYS[:3]]
-    if units and all(len(c) == len(units) for c in cols):
-        cells = [f"{100 * clipped_hmean(c):.2f}" for c in cols] + [f"{100 * result['official_score']:.2f}"]
+    official = result.get("official_score")
+    if official is not None and units and all(len(c) == len(units) for c in cols):
+        cells = [f"{100 * clipped_hmean(c):.2f}" for c in cols] + [f"{100 * official:.2f}"]
         lines.append("| harmonic mean | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(
-        f"Official score (harmonic mean of AUC source, AUC target and pAUC over {len(machines)} machine "
-        f"type(s)): {100 * result['official_score']:.2f} %"
-    )
+    if official is None:
+        lines.append(
+            "Official score: n/a (it needs AUC (source), AUC (target) and pAUC of every machine type)"
+        )
+    else:
+        lines.append(
+            "Official score (harmonic mean of AUC source, AUC target and pAUC over "
+            f"{len(machines)} machine type(s)): {100 * official:.2f} %"
+        )
     return "\n".join(lines) + "\n"
 
 

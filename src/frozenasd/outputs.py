@@ -39,6 +39,7 @@ _TXT_LABELS = {
     "n_source": "source clips",
     "n_target": "target clips",
     "n_skipped": "skipped clips",
+    "note": "note",
 }
 _TXT_KEYS = {label: key for key, label in _TXT_LABELS.items()}
 _SKIPPED_LABEL = "skipped"
@@ -280,6 +281,25 @@ def write_submission(
 # ---------------------------------------------------------------- the seed's entry point
 
 
+def _why_no_metrics(paths: Sequence[PathLike], labels: Sequence[int | None]) -> str | None:
+    """Why AUC and pAUC are not defined for these clips, or ``None`` when they are."""
+    unknown = [os.fspath(p) for p, lab in zip(paths, labels, strict=True) if lab is None]
+    if len(unknown) == len(paths):
+        return "labels unknown (no 'normal' or 'anomaly' in the file names): scores only"
+    if unknown:
+        return (
+            f"{len(unknown)} of {len(paths)} clips have no known label (neither 'normal' nor 'anomaly' "
+            f"in the name), e.g. {unknown[:3]}: scores only"
+        )
+    n_anomaly = sum(int(lab == 1) for lab in labels)
+    if n_anomaly in (0, len(labels)):
+        return (
+            f"AUC needs both normal and anomalous clips; got {len(labels) - n_anomaly} normal and "
+            f"{n_anomaly} anomalous: scores only"
+        )
+    return None
+
+
 def compute_and_save_metrics(
     paths: Sequence[PathLike],
     scores: Any,
@@ -292,9 +312,9 @@ def compute_and_save_metrics(
     """Write ``scores.csv``, ``metrics.txt`` and ``roc.png`` into ``out_dir``; return the metrics dict.
 
     Labels and domains default to what the file names say (``anomaly``/``normal``, ``target``/``source``).
-    When no clip has a known label (an evaluation set), only the scores and the clip counts are written and
-    the metric values are ``None``. A mix of known and unknown labels, or clips of a single class, raise
-    ``ValueError`` after ``scores.csv`` has been written.
+    When the metrics are not defined (no clip has a known label, as in an evaluation set; some clips
+    have none; or every clip is of one class), the scores and the clip counts are still written, the
+    metric values are ``None`` and ``note`` says why; no ROC is drawn.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,18 +331,15 @@ def compute_and_save_metrics(
         raise ValueError(f"{len(paths)} paths but {len(domains)} domains")
     write_scores_csv(out / "scores.csv", paths, values, labels)
 
-    unknown = [os.fspath(p) for p, lab in zip(paths, labels, strict=True) if lab is None]
     extra = {"n_clips": len(paths), "n_skipped": len(skipped or [])}
-    if len(unknown) == len(paths):
+    note = _why_no_metrics(paths, labels)
+    if note is not None:
         result: dict[str, Any] = dict.fromkeys(("auc", "pauc", "auc_source", "auc_target", "hmean"))
         result.update(extra)
+        result["note"] = note
         write_metrics_txt(out / "metrics.txt", result, skipped or [])
+        (out / "roc.png").unlink(missing_ok=True)  # an earlier run's curve would not match these scores
         return result
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} of {len(paths)} clips have no known label (neither 'normal' nor 'anomaly' in "
-            f"the name), e.g. {unknown[:3]}; pass labels explicitly"
-        )
     y = np.asarray(labels, dtype=np.int64)
     dom = None if all(d is None for d in domains) else list(domains)
     result = machine_metrics(y, values, dom)

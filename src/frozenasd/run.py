@@ -198,6 +198,7 @@ def run_machine(
     if submission_dir is not None:
         write_submission_files(submission_dir, machine, test.clips, scores, threshold)
     metrics["threshold"] = threshold
+    metrics["unscored_test_clips"] = [str(c.path) for c, _ in test.skipped]
     record = {
         "versions": versions(),
         "machine_type": machine,
@@ -308,9 +309,18 @@ def write_run_summary(
         m.get(k) is not None for m in per_machine.values() for k in ("auc_source", "auc_target", "pauc")
     )
     official = official_score(per_machine) if complete else None
-    if complete:
-        table = format_table({"machines": per_machine, "official_score": official})
-        (out_root / "summary.md").write_text(table)
+    notes = [f"- {r.machine}: {r.metrics['note']}" for r in reports if r.metrics.get("note")]
+    for r in reports:
+        missing = r.metrics.get("unscored_test_clips") or []
+        if missing:
+            notes.append(
+                f"- {r.machine}: {len(missing)} test clip(s) could not be scored and are missing from the "
+                f"submission files: {', '.join(Path(p).name for p in missing[:5])}"
+                + (" …" if len(missing) > 5 else "")
+                + f" (reasons in {r.machine}'s metrics.txt and run.json)"
+            )
+    table = format_table({"machines": per_machine, "official_score": official})
+    (out_root / "summary.md").write_text(table + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     config = {
         "settings": settings.as_dict(),
         "encoder": extractor.metadata_.get("model", {}),

@@ -114,5 +114,5 @@ def print_summary(results: dict) -> int:
             for key in ("auc", "pauc", "auc_source", "auc_target")
             if result.get(key) is not None
         ]
-        print(f"{machine:>12}  " + "  ".join(parts or ["labels unknown: scores written"]))
+        print(f"{machine:>12}  " + "  ".join(parts or [result.get("note") or "no metrics: scores written"]))
     return 1 if failed else 0
