@@ -55,9 +55,9 @@ class Counting:
         self.calls = 0
         features, embed = extractor.features, extractor.embed_features
 
-        def counted_features(wave):
+        def counted_features(wave, sample_rate=None):
             self.featurised += 1
-            return features(wave)
+            return features(wave, sample_rate)
 
         def dying_embed(batch):
             if die_after_calls is not None and self.calls >= die_after_calls:

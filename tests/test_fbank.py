@@ -472,6 +472,16 @@ def test_eat_features_trims_at_max_frames():
     np.testing.assert_allclose(out, _expected_eat(x)[:32], atol=1e-4)
 
 
+def test_eat_features_of_a_long_recording_use_only_the_frames_kept():
+    """Cutting the waveform before the fbank gives exactly the first frames of the whole clip's fbank."""
+    x = noise(16000 * 3, seed=16)  # 298 frames
+    centred = x.astype(np.float32) - np.float32(x.astype(np.float32).mean(dtype=np.float64))
+    whole = eat_normalize(kaldi_fbank(centred, 16000, 128), -4.268, 4.569)
+    np.testing.assert_array_equal(eat_features(x, max_frames=64), whole[:64])
+    np.testing.assert_array_equal(eat_features(x, target_frames=128), whole[:128])
+    np.testing.assert_array_equal(eat_features(x, max_frames=288), whole[:288])
+
+
 def test_eat_features_target_frames_pad_and_trim():
     x = noise(16000, seed=14)
     ref = _expected_eat(x)

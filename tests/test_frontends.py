@@ -181,6 +181,25 @@ def test_aisfx_features_are_blocks_of_the_spectrogram():
     assert short.shape == (1, 100, 96) and not short[0, 21:].any()
 
 
+def test_long_recordings_are_computed_in_chunks_of_frames(monkeypatch):
+    """Chunking the spectrogram (here 7 frames at a time) changes no value."""
+    from frozenasd.frontends import aisfx_mel_spectrogram, base
+
+    monkeypatch.setattr(base, "FRAME_CHUNK", 7)
+    aisfx = get_frontend("aisfx_mel")
+    wave = machine_like(44100 + 5000, 44100)  # 54 frames: 7 whole chunks and a partial one
+    np.testing.assert_allclose(
+        aisfx_mel_spectrogram(wave, aisfx.resolve(None, "m.onnx")),
+        aisfx_reference_spectrogram(wave),
+        atol=2e-5,
+        rtol=0,
+    )
+    yamnet = get_frontend("yamnet_logmel")
+    wave = machine_like(23280, 16000)
+    got = yamnet.features(wave, yamnet.resolve(None, "m.onnx"))
+    np.testing.assert_allclose(got, yamnet_reference_patches(wave), atol=2e-5, rtol=0)
+
+
 # ---------------------------------------------------------------- parameter checks
 def test_resolve_refuses_parameters_outside_the_definition():
     eat, yam, sfx = (get_frontend(n) for n in ("eat_fbank", "yamnet_logmel", "aisfx_mel"))

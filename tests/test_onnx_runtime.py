@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import onnx
 import pytest
+import soundfile as sf
 from onnx import TensorProto, helper
 from sklearn.base import clone
 
@@ -74,6 +75,31 @@ def test_resamples_input_given_at_another_rate(patch_encoder):
     wave8 = wave16[::2].copy()
     ext = ONNXFeatureExtractor(patch_encoder, sample_rate=8000).fit()
     assert ext.features(wave8).shape == ONNXFeatureExtractor(patch_encoder).fit().features(wave16).shape
+
+
+def test_a_frontend_at_another_rate_sees_files_at_their_true_speed(tmp_path):
+    """A file is read once at the frontend's rate and embedded as is: same duration, same pitch."""
+    from frozenasd.dcase import Clip
+    from frozenasd.run import embed_clips
+
+    rate = 22050
+    encoder = build_patch_encoder(tmp_path / "enc22k.onnx", embed_dim=8, sample_rate=rate)
+    t = np.arange(rate) / rate  # one second
+    tone = (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+    path = tmp_path / "section_00_source_test_normal_0000.wav"
+    sf.write(path, tone, rate, subtype="FLOAT")
+    ext = ONNXFeatureExtractor(encoder).fit()
+
+    embedded = embed_clips(ext, [Clip.from_path(path, "fan", "test")], progress=False)
+    direct = ext.embed_features([eat_features(tone, rate)])
+    np.testing.assert_allclose(embedded.embeddings, direct, atol=1e-6)
+    feats = ext.features(tone, rate)
+    assert feats.shape[0] == eat_features(tone, rate).shape[0]  # one second, not 1.4 s
+    bins = eat_features(tone, rate).mean(axis=0)
+    np.testing.assert_allclose(feats.mean(axis=0), bins, atol=1e-5)  # the 3 kHz band, not 2.1 kHz
+    # the same tone handed over at 16 kHz is resampled to the frontend's rate first
+    tone16 = (0.3 * np.sin(2 * np.pi * 3000 * np.arange(16000) / 16000)).astype(np.float32)
+    np.testing.assert_allclose(ext.features(tone16).mean(axis=0), bins, atol=0.05)
 
 
 def test_reads_metadata_and_works_without(tmp_path, patch_encoder):

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = 1
+# Bumped whenever the embeddings a given model and settings produce change (2: files read at a
+# frontend rate other than 16 kHz are no longer resampled a second time), so no stale entry is read.
+FORMAT = 2
 
 
 def default_cache_dir() -> Path:

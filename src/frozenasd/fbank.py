@@ -239,6 +239,9 @@ def eat_features(
     # EAT removes the clip mean in float32 first. Per-frame DC removal cancels it mathematically; it is
     # kept so that the samples round exactly as in EAT.
     x = x - np.float32(x.mean(dtype=np.float64))
+    # Frames past the limit would be dropped: a long recording is cut before its fbank is computed.
+    window, hop, _ = frame_params(sample_rate)
+    x = x[: ((max_frames if target_frames is None else target_frames) - 1) * hop + window]
     fbank = kaldi_fbank(x, sample_rate, 128)
     if target_frames is None:
         n = fbank.shape[0]

@@ -83,7 +83,7 @@ def embed_clips(
                     found[i] = cached[key]
                     bar.update()
                     continue
-                features = extractor.features(load_audio(clip.path, sample_rate))
+                features = extractor.features(load_audio(clip.path, sample_rate), sample_rate)
             except (FrozenASDError, ValueError, OSError) as exc:
                 reason = str(exc).removeprefix(f"{clip.path}: ")
                 warn(f"skipped {clip.path}: {reason}")

@@ -160,21 +160,23 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         return state
 
     # ----------------------------------------------------------------- frontend
-    def features(self, waveform: np.ndarray) -> np.ndarray:
+    def features(self, waveform: np.ndarray, sample_rate: int | None = None) -> np.ndarray:
         """The model input of one clip (EAT: fbank ``(frames, mel)``; others: a stack of examples).
 
-        Raises ValueError on bad audio.
+        ``sample_rate`` is the waveform's rate (default: the extractor's ``sample_rate``); the clip is
+        resampled to the frontend's rate when they differ. Raises ValueError on bad audio.
         """
         self._check_open()
         rate = self.frontend_["sample_rate"]
+        given = self.sample_rate if sample_rate is None else sample_rate
         wave = waveform
-        if self.sample_rate != rate:
+        if given != rate:
             import soxr
 
             wave = np.asarray(waveform, dtype=np.float32)
             if wave.ndim != 1 or wave.size == 0:
                 raise ValueError(f"waveform must be 1-D and non-empty, got shape {wave.shape}")
-            wave = soxr.resample(wave, self.sample_rate, rate, quality="HQ").astype(np.float32)
+            wave = soxr.resample(wave, given, rate, quality="HQ").astype(np.float32)
         return self._frontend().features(wave, self.frontend_, target_frames=self.target_frames)
 
     # ----------------------------------------------------------------- encoder

@@ -26,6 +26,7 @@ def build_patch_encoder(
     seed: int = 0,
     layout: str = LAYOUT_B3FT,
     num_mel_bins: int = 128,
+    sample_rate: int = 16000,
     with_metadata: bool = True,
     opset: int = 17,
 ) -> Path:
@@ -90,7 +91,7 @@ def build_patch_encoder(
                 "embed_dim": embed_dim,
                 "seed": seed,
             },
-            "frontend": dict(EAT_FRONTEND, num_mel_bins=num_mel_bins),
+            "frontend": dict(EAT_FRONTEND, num_mel_bins=num_mel_bins, sample_rate=sample_rate),
             "input": {"name": "input", "layout": layout},
             "outputs": {"emb": "patch tokens (batch, patches, dim)", "cls": "mean token (batch, dim)"},
         }

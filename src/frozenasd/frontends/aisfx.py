@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from frozenasd.errors import ModelError
-from frozenasd.frontends.base import LAYOUT_BTF, Frontend, _as_waveform, _fits
+from frozenasd.frontends.base import LAYOUT_BTF, Frontend, _as_waveform, _fits, in_frame_chunks
 
 
 def _hz_to_mel_f32(hz: np.float32) -> np.float32:
@@ -97,21 +97,23 @@ def aisfx_mel_spectrogram(waveform: np.ndarray, params: Mapping[str, Any]) -> np
     """
     size, hop = params["frame_size"], params["hop_size"]
     x = _as_waveform(waveform)
-    frames = _centred_frames(x, size, hop)
     n = np.arange(size, dtype=np.float64)
     hann = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / (size - 1))).astype(np.float32)  # symmetric
-    spectrum = np.fft.rfft((frames * hann).astype(np.float64), axis=1)
-    power = spectrum.real**2 + spectrum.imag**2
     bank = aisfx_mel_bank(
         params["mel_bands"],
         size // 2 + 1,
         float(params["sample_rate"]),
         params["mel_min_hz"],
         params["mel_max_hz"],
-    )
-    energies = power @ bank.T.astype(np.float64)
-    log_mel = np.log10(params["log_scale"] * energies + 1.0)
-    return ((log_mel - params["norm_min"]) / (params["norm_max"] - params["norm_min"])).astype(np.float32)
+    ).T.astype(np.float64)
+    low, span = params["norm_min"], params["norm_max"] - params["norm_min"]
+
+    def log_mel(frames: np.ndarray) -> np.ndarray:
+        spectrum = np.fft.rfft((frames * hann).astype(np.float64), axis=1)
+        energies = (spectrum.real**2 + spectrum.imag**2) @ bank
+        return ((np.log10(params["log_scale"] * energies + 1.0) - low) / span).astype(np.float32)
+
+    return in_frame_chunks(_centred_frames(x, size, hop), log_mel)
 
 
 def aisfx_blocks(spectrogram: np.ndarray, block: int, hop: int, drop_partial: bool = True) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +19,16 @@ from frozenasd.errors import ModelError
 from frozenasd.fbank import check_waveform
 
 LAYOUT_BTF = "BTF"  # (batch, time, mel): the example as it is, no channel axis
+
+
+# Frames per spectrogram chunk: a long recording's float64 intermediates stay at tens of megabytes.
+FRAME_CHUNK = 4096
+
+
+def in_frame_chunks(frames: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``compute`` (frames → one row per frame) applied ``FRAME_CHUNK`` frames at a time, stacked."""
+    parts = [compute(frames[start : start + FRAME_CHUNK]) for start in range(0, len(frames), FRAME_CHUNK)]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
 def _fits(dim: Any, value: int) -> bool:

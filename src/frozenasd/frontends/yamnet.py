@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from frozenasd.encoders.metadata import LAYOUT_B1TF
 from frozenasd.errors import ModelError
-from frozenasd.frontends.base import Frontend, _as_waveform, _fits
+from frozenasd.frontends.base import Frontend, _as_waveform, _fits, in_frame_chunks
 
 
 def _stft_sizes(params: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -85,17 +85,19 @@ def yamnet_log_mel(waveform: np.ndarray, params: Mapping[str, Any]) -> np.ndarra
     if x.size < window:
         raise ValueError(f"waveform has {x.size} samples, shorter than one STFT window ({window})")
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(window) / window)  # periodic
-    frames = sliding_window_view(x, window)[::hop] * hann
-    magnitude = np.abs(np.fft.rfft(frames, n=n_fft, axis=1))
     weights = yamnet_mel_weights(
         params["mel_bands"],
         n_fft // 2 + 1,
         float(params["sample_rate"]),
         params["mel_min_hz"],
         params["mel_max_hz"],
-    )
-    mel = magnitude @ weights.astype(np.float64)
-    return np.log(mel + params["log_offset"]).astype(np.float32)
+    ).astype(np.float64)
+
+    def log_mel(frames: np.ndarray) -> np.ndarray:
+        magnitude = np.abs(np.fft.rfft(frames * hann, n=n_fft, axis=1))
+        return np.log(magnitude @ weights + params["log_offset"]).astype(np.float32)
+
+    return in_frame_chunks(sliding_window_view(x, window)[::hop], log_mel)
 
 
 class YAMNetLogMel(Frontend):
