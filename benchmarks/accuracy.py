@@ -23,7 +23,8 @@ from pathlib import Path
 
 from _common import machine, write_section
 
-from frozenasd.dcase import discover_machines
+from frozenasd.backbones import resolve_model
+from frozenasd.dcase import discover_machines, list_clips
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import official_score
 from frozenasd.run import RunSettings, run
@@ -36,13 +37,31 @@ EMBEDDINGS = {
 }
 
 
-def resolve_encoder(spec: str, work: Path) -> Path:
-    """An ONNX file as given, or a packaged backbone prepared (once) by name."""
-    if spec.endswith(".onnx") or Path(spec).is_file():
-        return Path(spec)
-    from frozenasd.backbones import prepare
+def describe_data(root: Path, machines: list[str]) -> str:
+    """What each machine holds, e.g. ``per machine 290 source + 10 target training clips, 200 test``."""
+    import soundfile as sf
 
-    return Path(prepare(spec, work))
+    counts = set()
+    seconds = set()
+    for name in machines:
+        train, test = list_clips(root, name, "train"), list_clips(root, name, "test")
+        source = sum(c.domain == "source" for c in train)
+        counts.add((source, len(train) - source, len(test)))
+        seconds.update(round(sf.info(str(c.path)).duration, 1) for c in (train + test)[:3])
+    length = f" of {seconds.pop():g} s" if len(seconds) == 1 else ""
+    if len(counts) == 1:
+        source, target, test = counts.pop()
+        return (
+            f"{', '.join(machines)}: per machine {source} source + {target} target training clips and "
+            f"{test} test clips{length}"
+        )
+    return f"{', '.join(machines)}{length}"
+
+
+def is_eat(encoder: Path) -> bool:
+    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+
+    return ONNXFeatureExtractor(encoder).fit().frontend_.get("name") == "eat_fbank"
 
 
 def machine_line(name: str, value: float | None) -> str:
@@ -106,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     details: list[str] = []
     for spec in args.encoder:
-        encoder = resolve_encoder(spec, work / "encoders")
+        encoder = resolve_model(spec)
         for embedding in embeddings:
             for detector in detectors:
                 start = time.perf_counter()
@@ -132,13 +151,25 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = machine()["cpu"]
+    host = machine()
     command = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    notes = [
+        f"Data: `{args.data}`, {describe_data(args.data, machines)}. Measured {stamp} on {host['cpu']}, "
+        f"{host['cores']} cores. Command: `{command}`.",
+        "Seconds in brackets: the first detector of each encoder and embedding includes embedding every "
+        "clip; the others re-score from the embedding cache.",
+    ]
+    if not any(is_eat(resolve_model(spec)) for spec in args.encoder):
+        notes.append(
+            "The embedding choices `cls` and `bands` (and block outputs) are EAT's; no EAT encoder is in "
+            "this run (EAT's pre-trained weights could not be downloaded where it ran), so it has no EAT "
+            "rows: `--encoder eat-base.onnx --embedding mean --embedding cls --embedding bands` adds them."
+        )
     body = "\n".join(
         [
             SECTION,
             "",
-            f"Data: `{args.data}` ({', '.join(machines)}). Measured {stamp} on {cpu}. Command: `{command}`.",
+            *notes,
             "Per machine: hmean of AUC (source), AUC (target) and pAUC, in %.",
             "",
             *summary,

@@ -102,6 +102,30 @@ def test_a_frontend_at_another_rate_sees_files_at_their_true_speed(tmp_path):
     np.testing.assert_allclose(ext.features(tone16).mean(axis=0), bins, atol=0.05)
 
 
+def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_dataset):
+    from frozenasd.dcase import list_clips
+    from frozenasd.run import embed_clips
+
+    encoder = build_patch_encoder(tmp_path / "short.onnx", embed_dim=8, max_frames=64)
+    ext = ONNXFeatureExtractor(encoder).fit()
+    assert ext.longest_samples() == 63 * 160 + 400
+    clips = list_clips(tiny_dataset, "fan", "test")  # 1-second clips (98 frames) and a broken one
+    messages: list[str] = []
+    embedded = embed_clips(ext, clips, progress=False, warn=messages.append)
+    assert len(embedded.cut) == len(embedded.clips) == 40
+    notes = [m for m in messages if "longer than" in m]
+    assert notes == [
+        f"40 fan test clip(s) longer than 0.66 s, the encoder's longest input: only their first 0.66 s "
+        f"are embedded (e.g. {embedded.cut[0].path})"
+    ]
+    fixed = ONNXFeatureExtractor(encoder, target_frames=64).fit()  # a length the user chose: no note
+    assert fixed.longest_samples() is None
+    messages.clear()
+    again = embed_clips(fixed, clips, progress=False, warn=messages.append)
+    assert not again.cut and not any("longer than" in m for m in messages)
+    np.testing.assert_allclose(again.embeddings, embedded.embeddings, atol=1e-6)
+
+
 def test_reads_metadata_and_works_without(tmp_path, patch_encoder):
     ext = ONNXFeatureExtractor(patch_encoder).fit()
     assert ext.metadata_["model"]["embed_dim"] == 24

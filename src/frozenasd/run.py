@@ -40,6 +40,7 @@ class Embedded:
     clips: list[Clip]
     embeddings: np.ndarray
     skipped: list[tuple[Clip, str]] = field(default_factory=list)
+    cut: list[Clip] = field(default_factory=list)  # longer than the encoder takes: only their start is used
 
 
 def embed_clips(
@@ -59,6 +60,8 @@ def embed_clips(
     if not hasattr(extractor, "session_"):
         extractor.fit()
     sample_rate = extractor.frontend_["sample_rate"]
+    longest = extractor.longest_samples()
+    cut: list[Clip] = []
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
     cached = cache.load(machine, split) if cache else {}
     found: dict[int, np.ndarray] = {}
@@ -83,20 +86,29 @@ def embed_clips(
                     found[i] = cached[key]
                     bar.update()
                     continue
-                features = extractor.features(load_audio(clip.path, sample_rate), sample_rate)
+                wave = load_audio(clip.path, sample_rate)
+                features = extractor.features(wave, sample_rate)
             except (FrozenASDError, ValueError, OSError) as exc:
                 reason = str(exc).removeprefix(f"{clip.path}: ")
                 warn(f"skipped {clip.path}: {reason}")
                 skipped.append((clip, reason))
                 bar.update()
                 continue
+            if longest is not None and wave.size > longest:
+                cut.append(clip)
             pending.append((i, key, features))
             if len(pending) >= CHUNK:
                 flush()
         flush()
+    if cut:
+        seconds = longest / sample_rate
+        warn(
+            f"{len(cut)} {machine} {split} clip(s) longer than {seconds:.2f} s, the encoder's longest input: "
+            f"only their first {seconds:.2f} s are embedded (e.g. {cut[0].path})"
+        )
     order = sorted(found)
     embeddings = np.stack([found[i] for i in order]) if order else np.empty((0, 0), dtype=np.float32)
-    return Embedded([clips[i] for i in order], embeddings, skipped)
+    return Embedded([clips[i] for i in order], embeddings, skipped, cut)
 
 
 @dataclass

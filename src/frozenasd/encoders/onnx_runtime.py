@@ -179,6 +179,17 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             wave = soxr.resample(wave, given, rate, quality="HQ").astype(np.float32)
         return self._frontend().features(wave, self.frontend_, target_frames=self.target_frames)
 
+    def longest_samples(self) -> int | None:
+        """The most samples (at the frontend's rate) of a clip that are embedded; None: every sample.
+
+        With ``target_frames`` the length is the user's choice; without, an encoder with a longest
+        input (EAT's position table) embeds only the start of a longer clip.
+        """
+        self._check_open()
+        if self.target_frames is not None:
+            return None
+        return self._frontend().longest_samples(self.frontend_)
+
     # ----------------------------------------------------------------- encoder
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """Run the session on a stack of examples; return ``(B, dim)`` embeddings."""

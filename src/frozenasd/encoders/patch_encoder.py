@@ -27,6 +27,7 @@ def build_patch_encoder(
     layout: str = LAYOUT_B3FT,
     num_mel_bins: int = 128,
     sample_rate: int = 16000,
+    max_frames: int = EAT_FRONTEND["max_frames"],
     with_metadata: bool = True,
     opset: int = 17,
 ) -> Path:
@@ -91,7 +92,9 @@ def build_patch_encoder(
                 "embed_dim": embed_dim,
                 "seed": seed,
             },
-            "frontend": dict(EAT_FRONTEND, num_mel_bins=num_mel_bins, sample_rate=sample_rate),
+            "frontend": dict(
+                EAT_FRONTEND, num_mel_bins=num_mel_bins, sample_rate=sample_rate, max_frames=max_frames
+            ),
             "input": {"name": "input", "layout": layout},
             "outputs": {"emb": "patch tokens (batch, patches, dim)", "cls": "mean token (batch, dim)"},
         }

@@ -130,6 +130,10 @@ class Frontend(ABC):
         """The clip's features as a stack of examples ``(n_examples, *example_shape)``."""
         return features
 
+    def longest_samples(self, params: dict[str, Any]) -> int | None:
+        """The most samples of a clip the features hold when the whole clip is asked for (None: all)."""
+        return None
+
     @abstractmethod
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         """A stack of examples ``(B, *example_shape)`` as the model's input tensor in ``layout``."""

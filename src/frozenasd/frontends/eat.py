@@ -72,6 +72,12 @@ class EATFbank(Frontend):
     def examples(self, features: np.ndarray) -> np.ndarray:
         return features[None]
 
+    def longest_samples(self, params: dict[str, Any]) -> int | None:
+        from frozenasd.fbank import frame_params
+
+        window, hop, _ = frame_params(params["sample_rate"])
+        return (params["max_frames"] - 1) * hop + window
+
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         if layout == LAYOUT_B3FT:  # (B, 3, mel, T), the mel channel replicated
             return np.ascontiguousarray(np.repeat(batch.transpose(0, 2, 1)[:, None], 3, axis=1))
