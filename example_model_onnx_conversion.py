@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         from frozenasd.encoders.eat_export.checkpoint import inspect_eat_checkpoint
         from frozenasd.encoders.eat_export.export import export_onnx
 
-        config, info = inspect_eat_checkpoint(args.checkpoint, use_ema=args.use_ema)
+        config, _ = inspect_eat_checkpoint(args.checkpoint, use_ema=args.use_ema)
         if args.depth is None and config.depth != depth:
             print(
                 f"warning: {args.checkpoint} has {config.depth} blocks, not the {depth} of EAT-base; "
                 f"exporting all {config.depth} (use --depth to choose)",
                 file=sys.stderr,
             )
-        written = export_onnx(
+        export_onnx(
             args.checkpoint,
             args.output,
             use_ema=args.use_ema,
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    exported = args.depth or config.depth
-    print(f"wrote {written} ({info['model_name']}, {exported} blocks, dim {config.embed_dim})")
-    return 0
+    return 0  # export_onnx has logged what it wrote
 
 
 if __name__ == "__main__":
