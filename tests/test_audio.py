@@ -46,6 +46,23 @@ def test_channels_are_averaged(tmp_path):
     np.testing.assert_allclose(load_audio(path), expected, atol=1e-6)
 
 
+def test_read_in_blocks_gives_the_same_signal(tmp_path, monkeypatch):
+    """Decoding a block of frames at a time (here 100) changes nothing, and bad samples are still found."""
+    import frozenasd.audio as audio
+
+    rng = np.random.default_rng(1)
+    data = rng.uniform(-0.5, 0.5, size=(1234, 4))
+    path = tmp_path / "multi.wav"
+    sf.write(path, data, SAMPLE_RATE, subtype="DOUBLE")
+    whole = load_audio(path)
+    monkeypatch.setattr(audio, "READ_BLOCK", 100)
+    np.testing.assert_array_equal(load_audio(path), whole)
+    data[1100, 2] = np.nan  # in the last, partial block
+    data[50, 0] = np.inf
+    sf.write(path, data, SAMPLE_RATE, subtype="DOUBLE")
+    _raises_with_path(path, "2 non-finite")
+
+
 @pytest.mark.parametrize("sr", [48000, 44100, 8000])
 def test_resampling_keeps_frequency_and_length(tmp_path, sr):
     freq = 1000.0

@@ -51,16 +51,31 @@ def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
     return None
 
 
+READ_BLOCK = 1 << 20  # frames decoded at a time: a long multichannel file never sits in memory whole
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Decode all frames as float64 (frames, channels); raise AudioError for unreadable or cut files."""
+    """Decode a file to its float64 channel mean; raise AudioError if unreadable, cut or non-finite.
+
+    The file is decoded a block of frames at a time and each block averaged over its channels at
+    once, so memory holds the mono signal, not every channel of it.
+    """
+    parts: list[np.ndarray] = []
+    bad = 0
     try:
         with sf.SoundFile(path) as f:
             declared, rate, file_format = f.frames, f.samplerate, f.format
-            data = f.read(dtype="float64", always_2d=True)
+            while True:
+                block = f.read(READ_BLOCK, dtype="float64", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                bad += block.size - np.count_nonzero(np.isfinite(block))
+                parts.append(block.mean(axis=1))
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         # libsndfile errors carry the bare reason in error_string; str(exc) repeats the path
         reason = getattr(exc, "error_string", None) or str(exc)
         raise AudioError(f"{path}: cannot be read as audio ({reason})") from exc
+    mono = np.concatenate(parts) if parts else np.empty(0)
     if file_format.startswith("WAV"):
         shortfall = _wav_data_shortfall(path)
         if shortfall is not None:
@@ -68,12 +83,14 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
                 f"{path}: truncated WAV file: the header declares {shortfall[0]} bytes of audio data "
                 f"but only {shortfall[1]} are present"
             )
-    if data.shape[0] < declared:
+    if mono.shape[0] < declared:
         raise AudioError(
             f"{path}: truncated audio file: the header declares {declared} frames "
-            f"but only {data.shape[0]} could be read"
+            f"but only {mono.shape[0]} could be read"
         )
-    return data, rate
+    if bad:
+        raise AudioError(f"{path}: {bad} non-finite samples (NaN or infinity)")
+    return mono, rate
 
 
 def load_audio(
@@ -98,14 +115,9 @@ def load_audio(
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
-    data, rate = _read(path)
-    if data.shape[0] == 0:
+    mono, rate = _read(path)
+    if mono.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples (0 frames)")
-    bad = np.size(data) - np.count_nonzero(np.isfinite(data))
-    if bad:
-        raise AudioError(f"{path}: {bad} non-finite samples (NaN or infinity)")
-
-    mono = data.mean(axis=1)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, int(sample_rate), quality=RESAMPLE_QUALITY)
     if min_samples is not None and mono.shape[0] < min_samples:
