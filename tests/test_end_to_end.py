@@ -140,6 +140,17 @@ def test_one_failing_machine_does_not_stop_the_others(tiny_dataset, patch_encode
     assert result.returncode == 1
     assert "pump" in result.stdout and "FAILED" in result.stdout
     check_outputs(tmp_path / "out" / "results_fan")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| fan |" in summary and "over 1 machine type(s)" in summary
+    assert "- pump: not scored: " in summary and "0 usable training clips" in summary
+    assert (tmp_path / "out" / "report.html").is_file()
+
+    # nothing scored: summary.md says why, and an earlier run's report does not stay behind
+    result = frozenasd_run(data, patch_encoder, tmp_path / "out", "--machine", "pump")
+    assert result.returncode == 1
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert summary.startswith("No machine was scored.") and "- pump: not scored: " in summary
+    assert not (tmp_path / "out" / "report.html").exists()
 
 
 def test_run_writes_dcase_submission_files_that_evaluate_reads(tiny_dataset, patch_encoder, tmp_path):

@@ -307,21 +307,34 @@ def run(
         except (FrozenASDError, ValueError) as exc:  # e.g. a test set of one class: no ROC to draw
             print(f"error: {machine}: {exc}", file=sys.stderr)
             results[machine] = str(exc)
-    if reports:
-        write_run_summary(Path(out_root), reports, settings, extractor)
+    failed = {m: r for m, r in results.items() if isinstance(r, str)}
+    write_run_summary(Path(out_root), reports, settings, extractor, failed)
     return results
 
 
 def write_run_summary(
-    out_root: Path, reports: list[MachineReport], settings: RunSettings, extractor: ONNXFeatureExtractor
+    out_root: Path,
+    reports: list[MachineReport],
+    settings: RunSettings,
+    extractor: ONNXFeatureExtractor,
+    failed: dict[str, str] | None = None,
 ) -> None:
-    """The DCASE table of the machines that were scored (``summary.md``) and the HTML report."""
+    """``summary.md``: the DCASE table of the machines scored and notes on what is missing; the report.
+
+    Without any machine scored, ``summary.md`` holds the errors only and no report is written.
+    """
+    out_root.mkdir(parents=True, exist_ok=True)
+    failures = [f"- {m}: not scored: {error}" for m, error in (failed or {}).items()]
+    if not reports:
+        (out_root / "summary.md").write_text("No machine was scored.\n\n" + "\n".join(failures) + "\n")
+        (out_root / "report.html").unlink(missing_ok=True)
+        return
     per_machine = {r.machine: r.metrics for r in reports}
     complete = all(
         m.get(k) is not None for m in per_machine.values() for k in ("auc_source", "auc_target", "pauc")
     )
     official = official_score(per_machine) if complete else None
-    notes = [f"- {r.machine}: {r.metrics['note']}" for r in reports if r.metrics.get("note")]
+    notes = failures + [f"- {r.machine}: {r.metrics['note']}" for r in reports if r.metrics.get("note")]
     for r in reports:
         missing = r.metrics.get("unscored_test_clips") or []
         if missing:
