@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import re
 import sys
 import tempfile
 import time
@@ -35,6 +36,22 @@ EMBEDDINGS = {
     "cls": {"output": "cls", "pooling": "none"},
     "bands": {"output": None, "pooling": "bands"},
 }
+
+
+def embedding_settings(name: str) -> dict:
+    """The run settings of an embedding choice: a named one, or ``layer_<i>[-bands]``."""
+    if name in EMBEDDINGS:
+        return EMBEDDINGS[name]
+    layer, _, pooling = name.partition("-")
+    return {"output": layer, "pooling": pooling or "mean"}
+
+
+def embedding_choice(text: str) -> str:
+    if text in EMBEDDINGS or re.fullmatch(r"layer_\d+(-bands)?", text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown embedding {text!r}: choose {', '.join(EMBEDDINGS)}, layer_<i> or layer_<i>-bands"
+    )
 
 
 def describe_data(root: Path, machines: list[str]) -> str:
@@ -77,7 +94,7 @@ def evaluate_combination(
         progress=False,
         cache_dir=cache,
         num_threads=threads,
-        **EMBEDDINGS[embedding],
+        **embedding_settings(embedding),
     )
     with contextlib.redirect_stderr(io.StringIO()):
         results = run(data, None, out, settings)
@@ -96,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--embedding",
         action="append",
-        choices=sorted(EMBEDDINGS),
+        type=embedding_choice,
         default=None,
-        help="embedding choice(s) (default: mean)",
+        help=f"embedding choice(s): {', '.join(EMBEDDINGS)}, or layer_<i> / layer_<i>-bands for an "
+        "export with `--layers` (default: mean)",
     )
     parser.add_argument(
         "--detector", action="append", default=None, help="detector name(s) (default: kmeansNN)"
@@ -161,9 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not any(is_eat(resolve_model(spec)) for spec in args.encoder):
         notes.append(
-            "The embedding choices `cls` and `bands` (and block outputs) are EAT's; no EAT encoder is in "
-            "this run (EAT's pre-trained weights could not be downloaded where it ran), so it has no EAT "
-            "rows: `--encoder eat-base.onnx --embedding mean --embedding cls --embedding bands` adds them."
+            "The embedding choices `cls`, `bands` and block outputs (`layer_<i>`) are EAT's; no EAT encoder "
+            "is in this run (EAT's pre-trained weights could not be downloaded where it ran), so it has no "
+            "EAT rows: `--encoder eat-base.onnx --embedding mean --embedding cls --embedding bands` adds "
+            "them, and `--embedding layer_5` a block's output with an export made with `--layers 5`."
         )
     body = "\n".join(
         [
