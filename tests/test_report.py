@@ -284,6 +284,33 @@ def test_hostile_names_are_escaped_and_files_still_linked(tmp_path: Path) -> Non
         assert not set('<>"&#?% ') & set(target.parent.name + target.name)  # portable names
 
 
+def test_large_or_unplayable_recordings_are_linked_as_wav_excerpts(tmp_path: Path, monkeypatch) -> None:
+    from frozenasd.report import sections
+
+    m = labelled_machine(tmp_path / "data", "pump", 5, n=2)
+    rng = np.random.default_rng(1)
+    big = write_clip(tmp_path / "data" / "big.wav", 2.0, rng)  # 64 kB: over the limit set below
+    aiff = Path(m.paths[1]).with_suffix(".aiff")
+    sf.write(aiff, rng.standard_normal((SR // 4, 4)).astype(np.float32) * 0.1, SR, format="AIFF")
+    m.paths[0], m.paths[1] = big, str(aiff)
+    m.scores[0], m.scores[1], m.scores[2] = 30.0, 20.0, 10.0  # the top three
+    monkeypatch.setattr(sections, "MAX_COPY_BYTES", 40_000)
+    monkeypatch.setattr(sections, "EXCERPT_SECONDS", 1.5)
+    report = write_report(tmp_path / "out" / "r.html", [m], CONFIG, top_k=3)
+    rows = machine_sections(parse(report))["pump"].find_all("table", "top")[0].find_all("tr")[1:]
+    played = []
+    for row in rows:
+        [audio] = row.find_all("audio")
+        played.append((report.parent / unquote(audio.attrs["src"]), row.find_all("td")[-1].text()))
+    (excerpt, note0), (converted, note1), (copied, note2) = played
+    assert excerpt.name == "big.wav" and "first 1.5 s" in note0
+    info = sf.info(excerpt)
+    assert info.duration == pytest.approx(1.5) and info.subtype == "PCM_16"
+    assert converted.suffix == ".wav" and "converted to WAV" in note1
+    assert sf.info(converted).channels == 1 and sf.info(converted).frames == SR // 4
+    assert copied.read_bytes() == Path(m.paths[2]).read_bytes() and note2.strip() == ""
+
+
 def test_skipped_clips_and_configuration(tmp_path: Path, two_machines: list[MachineReport]) -> None:
     doc = parse(write_report(tmp_path / "r.html", two_machines, CONFIG))
     sec = machine_sections(doc)["fan"]

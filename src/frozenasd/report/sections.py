@@ -96,6 +96,36 @@ def _counts(c: _Checked) -> str:
     return '<p class="muted counts">' + " · ".join(parts) + "</p>"
 
 
+# What every current browser plays in an <audio> element; other files get a WAV excerpt.
+PLAYABLE = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3"})
+MAX_COPY_BYTES = 20 * 2**20  # a larger recording is not copied whole into the report
+EXCERPT_SECONDS = 30.0
+
+
+def _listenable(src: Path, folder: Path, name: str, used: set[str]) -> tuple[str, str]:
+    """Put ``src`` where the report links it: a copy, or the first seconds as 16-bit WAV.
+
+    Returns the file name in ``folder`` and a note for the reader ("" for a copy). Raises OSError or
+    RuntimeError (soundfile) when the source cannot be read.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if src.suffix.lower() in PLAYABLE and src.stat().st_size <= MAX_COPY_BYTES:
+        name = _unique(name, used)
+        shutil.copyfile(src, folder / name)
+        return name, ""
+    import soundfile as sf
+
+    with sf.SoundFile(src) as f:
+        rate = f.samplerate
+        data = f.read(int(EXCERPT_SECONDS * rate), dtype="float32", always_2d=True)
+        whole = f.frames <= data.shape[0]
+    if data.shape[1] > 2:  # browsers play mono and stereo everywhere
+        data = data.mean(axis=1, keepdims=True)
+    name = _unique(os.path.splitext(name)[0] + ".wav", used)
+    sf.write(folder / name, data, rate, subtype="PCM_16")
+    return name, "converted to WAV" if whole else f"first {EXCERPT_SECONDS:g} s"
+
+
 def _top_clips(c: _Checked, top_k: int, audio_root: Path, url_root: str, folder: str) -> str:
     order = sorted(range(len(c.scores)), key=lambda i: (-c.scores[i], c.report.paths[i]))[:top_k]
     if not order:
@@ -104,15 +134,16 @@ def _top_clips(c: _Checked, top_k: int, audio_root: Path, url_root: str, folder:
     rows = []
     for rank, i in enumerate(order, start=1):
         src = Path(c.report.paths[i])
-        name = _unique(_safe_component(src.name, f"clip_{rank}"), used)
-        target = audio_root / folder / name
+        safe = _safe_component(src.name, f"clip_{rank}")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target)
+            name, note = _listenable(src, audio_root / folder, safe, used)
             url = quote(f"{url_root}/{folder}/{name}")
             player = f'<audio controls preload="metadata" src="{_esc(url)}"></audio>'
-        except OSError as exc:
-            player = f'<span class="muted">audio not available: {_esc(exc.strerror or exc)}</span>'
+            if note:
+                player += f' <span class="muted">{_esc(note)}</span>'
+        except (OSError, RuntimeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            player = f'<span class="muted">audio not available: {_esc(reason)}</span>'
         label = _LABEL_NAMES[c.labels[i]]
         over = ""
         if c.report.threshold is not None and c.scores[i] > float(c.report.threshold):
