@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from frozenasd.detector_io import pipeline_info
+from frozenasd.detector_io import load_scoring_pipeline, pipeline_info
 from frozenasd.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import ModelError
-from frozenasd.fitted import audio_files, fit_machine, score_files
+from frozenasd.fitted import audio_files, fit_files, fit_machine, score_files
 from frozenasd.outputs import read_scores_csv
 from frozenasd.run import RunSettings, run
 
@@ -104,3 +105,52 @@ def test_fit_and_score_from_the_command_line(tiny_dataset, patch_encoder, tmp_pa
     assert scored.returncode == 0, scored.stderr
     assert clip.name in scored.stdout and "threshold" in scored.stdout
     assert (tmp_path / "s.csv").read_text().splitlines()[0] == "path,score,anomalous"
+
+
+def test_fit_on_a_plain_folder_of_recordings(tiny_dataset, patch_encoder, tmp_path):
+    """Recordings with any names in any folders are fitted like a DCASE training set."""
+    plain = tmp_path / "normals" / "monday"
+    plain.mkdir(parents=True)
+    train = sorted((tiny_dataset / "fan" / "train").glob("*.wav"))
+    for k, clip in enumerate(train):
+        shutil.copy(clip, plain / f"pump_{k:02d}.wav")
+    settings = RunSettings(model_path=patch_encoder, progress=False, cache_dir=None)
+    info = fit_files(audio_files([tmp_path / "normals"]), settings, tmp_path / "plain.npz", "pump")
+    assert info["machine"] == "pump" and info["n_train"] == 20 and len(info["skipped"]) == 1
+    reference = fit_machine(tiny_dataset, "fan", settings, tmp_path / "layout.npz")
+    test = audio_files([tiny_dataset / "fan" / "test"])
+    a = score_files(tmp_path / "plain.npz", patch_encoder, test)
+    b = score_files(tmp_path / "layout.npz", patch_encoder, test)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    assert a.threshold == pytest.approx(reference["threshold"])
+
+    # domains come from the names only when every name gives one (two of the clips are target clips)
+    banks = RunSettings(model_path=patch_encoder, detector="domain-banks", progress=False, cache_dir=None)
+    fit_files(audio_files([plain]), banks, tmp_path / "one.npz")
+    fit_files(train, banks, tmp_path / "two.npz")
+    detector = [load_scoring_pipeline(tmp_path / f).named_steps["detector"] for f in ("one.npz", "two.npz")]
+    assert [list(d.banks_) for d in detector] == [[0], [0, 1]]
+
+
+def test_fit_command_takes_recordings_or_a_layout_not_both(tiny_dataset, patch_encoder, tmp_path):
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "frozenasd", "fit", *args, "--model", str(patch_encoder), "--no-progress"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    train = tiny_dataset / "fan" / "train"
+    done = cli(str(train), "-o", "m.npz", "--machine", "fan")
+    assert done.returncode == 0, done.stderr
+    assert "fitted kmeansNN on 20 fan clips" in done.stdout and (tmp_path / "m.npz").is_file()
+    both = cli(str(train), "--data", str(tiny_dataset), "--machine", "fan", "-o", "x.npz")
+    assert both.returncode == 2 and "not both" in both.stderr
+    neither = cli("-o", "x.npz")
+    assert neither.returncode == 2 and "--data ROOT --machine M" in neither.stderr
+    (tmp_path / "empty").mkdir()
+    empty = cli(str(tmp_path / "empty"), "-o", "x.npz")
+    assert empty.returncode == 2 and "no audio file found" in empty.stderr
+    assert not (tmp_path / "x.npz").exists()

@@ -28,20 +28,49 @@ def fit_machine(
     data_root: str | os.PathLike, machine: str, settings: RunSettings, path: str | os.PathLike
 ) -> dict:
     """Fit on ``<data_root>/<machine>/train`` and save to ``path``; returns the saved info."""
+    clips = list_clips(Path(data_root), machine, "train")
+    return _fit_clips(clips, machine, settings, path, Path(data_root) / machine / "train", by_name=False)
+
+
+def fit_files(
+    files: Sequence[str | os.PathLike],
+    settings: RunSettings,
+    path: str | os.PathLike,
+    machine: str = "recordings",
+) -> dict:
+    """Fit on normal recordings given as files (any names, any layout) and save to ``path``.
+
+    Domains are read from DCASE-style names when every name gives one; otherwise all clips are one domain.
+    """
+    clips = [Clip.from_path(f, machine, "train") for f in files]
+    return _fit_clips(clips, machine, settings, path, "the recordings given", by_name=True)
+
+
+def _fit_clips(
+    clips: list[Clip],
+    machine: str,
+    settings: RunSettings,
+    path: str | os.PathLike,
+    where: object,
+    *,
+    by_name: bool,
+) -> dict:
+    """Embed ``clips``, fit the detector, save; ``by_name``: domains only if every clip names one."""
     extractor = settings.extractor().fit()
     train = embed_clips(
         extractor,
-        list_clips(Path(data_root), machine, "train"),
+        clips,
         cache=open_cache(settings, extractor),
         progress=settings.progress,
         desc=f"{machine} train",
     )
     if len(train.clips) < 2:
-        raise LayoutError(f"{Path(data_root) / machine / 'train'}: {len(train.clips)} usable training clips")
+        raise LayoutError(f"{where}: {len(train.clips)} usable training clips; fitting needs at least 2")
     pipe = scoring_pipeline(make_detector(settings.detector, settings.n_components, settings.random_state))
-    train_scores = pipe.fit_transform(train.embeddings, detector__domains=[c.domain for c in train.clips])[
-        :, 0
-    ]
+    domains = [c.domain for c in train.clips]
+    if by_name and any(d is None for d in domains):
+        domains = [None] * len(domains)
+    train_scores = pipe.fit_transform(train.embeddings, detector__domains=domains)[:, 0]
     info = {
         "machine": machine,
         "encoder_sha256": file_sha256(settings.model_path),

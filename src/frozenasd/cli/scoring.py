@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from frozenasd.cli.options import MODEL_HELP, add_run_options, positive_int, print_summary, settings_from
+from frozenasd.errors import FrozenASDError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -33,11 +34,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from frozenasd.fitted import fit_machine
+    from frozenasd.fitted import audio_files, fit_files, fit_machine
 
-    info = fit_machine(args.data, args.machine, settings_from(args), args.output)
+    if args.inputs and args.data:
+        raise FrozenASDError("give either recordings (files or folders) or --data ROOT --machine M, not both")
+    if args.inputs:
+        files = audio_files(args.inputs)
+        if not files:
+            raise FrozenASDError(f"no audio file found in {', '.join(args.inputs)}")
+        info = fit_files(files, settings_from(args), args.output, args.machine or "recordings")
+    elif args.data and args.machine:
+        info = fit_machine(args.data, args.machine, settings_from(args), args.output)
+    else:
+        raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
     print(
-        f"fitted {info['detector']} on {info['n_train']} {args.machine} clips; threshold "
+        f"fitted {info['detector']} on {info['n_train']} {info['machine']} clips; threshold "
         f"{info['threshold']:.6f}; saved to {args.output}"
     )
     return 0
@@ -154,9 +165,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="also write the result as JSON to this file")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("fit", help="fit a detector on one machine's normal clips and save it (no pickle)")
-    p.add_argument("--data", required=True, help="dataset root: <data>/<machine>/train/*.wav")
-    p.add_argument("--machine", required=True, help="machine type to fit")
+    p = sub.add_parser(
+        "fit",
+        help="fit a detector on one machine's normal clips and save it (no pickle)",
+        description="Fit on normal recordings given as files and folders (searched recursively), or on "
+        "a DCASE layout's training clips with --data ROOT --machine M.",
+    )
+    p.add_argument("inputs", nargs="*", help="normal recordings: audio files and/or folders")
+    p.add_argument("--data", default=None, help="dataset root: <data>/<machine>/train/*.wav")
+    p.add_argument(
+        "--machine",
+        default=None,
+        help="machine type to fit (with --data); with recordings, a name to record (default: recordings)",
+    )
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="file to write (.npz)")
     add_run_options(p)
