@@ -304,7 +304,7 @@ def run(
             )
             reports.append(report)
             results[machine] = report.metrics
-        except (FrozenASDError, ValueError) as exc:  # e.g. a test set of one class: no ROC to draw
+        except (FrozenASDError, ValueError) as exc:  # e.g. too few usable training clips
             print(f"error: {machine}: {exc}", file=sys.stderr)
             results[machine] = str(exc)
     failed = {m: r for m, r in results.items() if isinstance(r, str)}
