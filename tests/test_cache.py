@@ -25,6 +25,21 @@ def test_store_and_load_round_trip(tmp_path):
     assert (cache.folder / "cache.json").is_file()
 
 
+def test_two_processes_sharing_a_cache_keep_every_chunk(tmp_path):
+    """Chunks written by two runs at once (here: two process ids) never overwrite one another."""
+    import frozenasd.cache as cache_module
+
+    cache = EmbeddingCache(tmp_path, "cd" * 32, {})
+    for pid, clip in ((101, "a|1|1"), (202, "b|1|1")):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cache_module.os, "getpid", lambda pid=pid: pid)
+            # both look before either has written: no chunk is there yet
+            patch.setattr(cache_module.Path, "glob", lambda self, pattern: iter(()))
+            patch.setattr(cache_module.Path, "exists", lambda self: False)
+            cache.store("fan", "train", [(clip, np.ones(2, np.float32))])
+    assert sorted(cache.load("fan", "train")) == ["a|1|1", "b|1|1"]
+
+
 def test_key_depends_on_model_and_settings():
     base = cache_key("a" * 64, {"pooling": "mean"})
     assert base != cache_key("b" * 64, {"pooling": "mean"})

@@ -83,8 +83,9 @@ class EmbeddingCache:
         description = self.folder / "cache.json"
         if not description.exists():
             description.write_text(json.dumps(self._description, indent=2, sort_keys=True) + "\n")
+        # The process id keeps two runs sharing the cache from taking the same name for their chunks.
         number = len(list(folder.glob("chunk_*.npz")))
-        while (target := folder / f"chunk_{number:06d}.npz").exists():
+        while (target := folder / f"chunk_{number:06d}_{os.getpid()}.npz").exists():
             number += 1
         tmp = folder / f".{target.name}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
