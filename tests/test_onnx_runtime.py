@@ -126,6 +126,29 @@ def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_da
     np.testing.assert_allclose(again.embeddings, embedded.embeddings, atol=1e-6)
 
 
+def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_encoder, monkeypatch):
+    import frozenasd.run as run_module
+    from frozenasd.dcase import list_clips
+    from frozenasd.run import embed_clips
+
+    clips = list_clips(tiny_dataset, "fan", "test")
+    huge = clips[3].path
+    real = run_module.load_audio
+
+    def load(path, *args, **kwargs):
+        if path == huge:
+            raise MemoryError
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "load_audio", load)
+    messages: list[str] = []
+    ext = ONNXFeatureExtractor(patch_encoder).fit()
+    embedded = embed_clips(ext, clips, progress=False, warn=messages.append)
+    assert len(embedded.clips) == len(clips) - 2  # the huge clip and the unreadable one
+    assert (clips[3], "too large to load into memory") in embedded.skipped
+    assert f"skipped {huge}: too large to load into memory" in messages
+
+
 def test_reads_metadata_and_works_without(tmp_path, patch_encoder):
     ext = ONNXFeatureExtractor(patch_encoder).fit()
     assert ext.metadata_["model"]["embed_dim"] == 24

@@ -88,8 +88,11 @@ def embed_clips(
                     continue
                 wave = load_audio(clip.path, sample_rate)
                 features = extractor.features(wave, sample_rate)
-            except (FrozenASDError, ValueError, OSError) as exc:
-                reason = str(exc).removeprefix(f"{clip.path}: ")
+            except (FrozenASDError, ValueError, OSError, MemoryError) as exc:
+                if isinstance(exc, MemoryError):  # one huge file must not end the run
+                    reason = "too large to load into memory"
+                else:
+                    reason = str(exc).removeprefix(f"{clip.path}: ")
                 warn(f"skipped {clip.path}: {reason}")
                 skipped.append((clip, reason))
                 bar.update()
