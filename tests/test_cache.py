@@ -26,16 +26,14 @@ def test_store_and_load_round_trip(tmp_path):
 
 
 def test_two_processes_sharing_a_cache_keep_every_chunk(tmp_path):
-    """Chunks written by two runs at once (here: two process ids) never overwrite one another."""
+    """Chunks written by two runs at once (both look before either has written) never collide."""
     import frozenasd.cache as cache_module
 
     cache = EmbeddingCache(tmp_path, "cd" * 32, {})
-    for pid, clip in ((101, "a|1|1"), (202, "b|1|1")):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(cache_module.os, "getpid", lambda pid=pid: pid)
-            # both look before either has written: no chunk is there yet
-            patch.setattr(cache_module.Path, "glob", lambda self, pattern: iter(()))
-            patch.setattr(cache_module.Path, "exists", lambda self: False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cache_module.Path, "glob", lambda self, pattern: iter(()))
+        patch.setattr(cache_module.Path, "exists", lambda self: False)
+        for clip in ("a|1|1", "b|1|1"):
             cache.store("fan", "train", [(clip, np.ones(2, np.float32))])
     assert sorted(cache.load("fan", "train")) == ["a|1|1", "b|1|1"]
 
@@ -50,7 +48,10 @@ def test_key_depends_on_model_and_settings():
 def test_a_broken_chunk_is_ignored(tmp_path):
     cache = EmbeddingCache(tmp_path, "c" * 64, {})
     cache.store("fan", "test", [("x|1|1", np.ones(2, np.float32))])
-    (cache.folder / "fan" / "test" / "chunk_000001.npz").write_bytes(b"truncated")
+    cache.store("fan", "test", [("y|1|1", np.ones(2, np.float32))])
+    first, second = sorted((cache.folder / "fan" / "test").glob("chunk_*.npz"))
+    second.write_bytes(second.read_bytes()[:-40])  # a chunk cut short, as by a full disk
+    (cache.folder / "fan" / "test" / "chunk_000009_x.npz").write_bytes(b"not a zip")
     assert list(cache.load("fan", "test")) == ["x|1|1"]
 
 

@@ -10,6 +10,7 @@ import soundfile as sf
 from onnx import TensorProto, helper
 from sklearn.base import clone
 
+from frozenasd.audio import load_audio
 from frozenasd.encoders.metadata import LAYOUT_B1TF, METADATA_KEY
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.patch_encoder import build_patch_encoder
@@ -118,6 +119,13 @@ def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_da
         f"40 fan test clip(s) longer than 0.66 s, the encoder's longest input: only their first 0.66 s "
         f"are embedded (e.g. {embedded.cut[0].path})"
     ]
+    from frozenasd.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache", "e" * 64, {})
+    embed_clips(ext, clips, progress=False, warn=lambda m: None, cache=cache)
+    messages.clear()
+    rerun = embed_clips(ext, clips, progress=False, warn=messages.append, cache=cache)  # from the cache
+    assert rerun.cut == embedded.cut and sum("longer than" in m for m in messages) == 1
     fixed = ONNXFeatureExtractor(encoder, target_frames=64).fit()  # a length the user chose: no note
     assert fixed.longest_samples() is None
     messages.clear()
@@ -147,6 +155,44 @@ def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_en
     assert len(embedded.clips) == len(clips) - 2  # the huge clip and the unreadable one
     assert (clips[3], "too large to load into memory") in embedded.skipped
     assert f"skipped {huge}: too large to load into memory" in messages
+
+
+def test_long_examples_go_in_smaller_batches(patch_encoder, monkeypatch):
+    ext = ONNXFeatureExtractor(patch_encoder, batch_size=8).fit()
+    sizes: list[tuple[int, int]] = []
+    run = ext._run
+    monkeypatch.setattr(ext, "_run", lambda batch: sizes.append(batch.shape[:2]) or run(batch))
+    short = [np.zeros((1024, 128), np.float32)] * 9  # 10 s each: batches of 8
+    long = [np.zeros((4096, 128), np.float32)] * 3  # 41 s each: 8 × 1024 / 4096 = 2 per batch
+    huge = [np.zeros((12288, 128), np.float32)]  # 123 s: alone
+    emb = ext.embed_features(short + long + huge)
+    assert sorted(sizes) == sorted([(8, 1024), (1, 1024), (2, 4096), (1, 4096), (1, 12288)])
+    np.testing.assert_allclose(emb[9], ext.embed_features(long[:1])[0], atol=1e-6)
+
+
+def test_a_clip_the_encoder_fails_on_is_skipped_and_its_batch_kept(tiny_dataset, patch_encoder, monkeypatch):
+    from frozenasd.dcase import list_clips
+    from frozenasd.run import embed_clips
+
+    clips = list_clips(tiny_dataset, "fan", "test")
+    ext = ONNXFeatureExtractor(patch_encoder).fit()
+    poison = ext.features(load_audio(clips[5].path), 16000)
+    run = ext._run
+
+    def failing(batch):  # the encoder fails on any batch holding the poisoned clip
+        if any(np.array_equal(example, poison) for example in batch):
+            raise ModelError(f"{ext.model_path}: the encoder failed on {len(batch)} example(s): bad input")
+        return run(batch)
+
+    monkeypatch.setattr(ext, "_run", failing)
+    messages: list[str] = []
+    embedded = embed_clips(ext, clips, progress=False, warn=messages.append)
+    assert len(embedded.clips) == len(clips) - 2  # the poisoned clip and the unreadable one
+    assert (clips[5], "the encoder failed on 1 example(s): bad input") in embedded.skipped
+    reference = ONNXFeatureExtractor(patch_encoder).fit()
+    others = [c for c in clips if c != clips[5]]
+    expected = embed_clips(reference, others, progress=False, warn=lambda m: None)
+    np.testing.assert_allclose(embedded.embeddings, expected.embeddings, atol=1e-6)
 
 
 def test_reads_metadata_and_works_without(tmp_path, patch_encoder):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -67,10 +69,10 @@ class EmbeddingCache:
         for chunk in sorted(self._split_dir(machine, split).glob("chunk_*.npz")):
             try:
                 with np.load(chunk, allow_pickle=False) as data:
-                    ids, emb = data["ids"], data["embeddings"]
-            except (OSError, ValueError, KeyError):
-                continue  # an unreadable chunk is embedded again
-            found.update(zip(ids.tolist(), emb, strict=True))
+                    rows = dict(zip(data["ids"].tolist(), data["embeddings"], strict=True))
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                continue  # an unreadable chunk (cut short, damaged) is embedded again
+            found.update(rows)
         return found
 
     def store(self, machine: str, split: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
@@ -83,11 +85,11 @@ class EmbeddingCache:
         description = self.folder / "cache.json"
         if not description.exists():
             description.write_text(json.dumps(self._description, indent=2, sort_keys=True) + "\n")
-        # The process id keeps two runs sharing the cache from taking the same name for their chunks.
+        # A random part keeps runs sharing the cache (other processes, other machines) from ever
+        # writing to the same chunk or temporary file.
         number = len(list(folder.glob("chunk_*.npz")))
-        while (target := folder / f"chunk_{number:06d}_{os.getpid()}.npz").exists():
-            number += 1
-        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+        target = folder / f"chunk_{number:06d}_{uuid.uuid4().hex}.npz"
+        tmp = folder / f".{target.name}.tmp"
         with open(tmp, "wb") as f:
             np.savez(f, ids=np.array([i for i, _ in items]), embeddings=np.stack([e for _, e in items]))
         os.replace(tmp, target)

@@ -23,7 +23,7 @@ from frozenasd.audio import load_audio
 from frozenasd.cache import EmbeddingCache, clip_identity, default_cache_dir, file_sha256
 from frozenasd.dcase import Clip, discover_machines, list_clips
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.errors import FrozenASDError
+from frozenasd.errors import FrozenASDError, ModelError
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import gamma_threshold, official_score
 from frozenasd.outputs import compute_and_save_metrics, write_submission
@@ -54,7 +54,9 @@ def embed_clips(
 ) -> Embedded:
     """Load, featurise and embed ``clips``, taking what ``cache`` holds from it and adding the rest.
 
-    A bad clip is skipped and reported through ``warn``. ``clips`` are of one machine and split.
+    A bad clip is skipped and reported through ``warn``: one that cannot be read, and one the encoder
+    fails on (a batch that fails is embedded again clip by clip). ``clips`` are of one machine and
+    split. Clips longer than the encoder's longest input are listed in ``cut`` and reported once.
     """
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
     if not hasattr(extractor, "session_"):
@@ -69,14 +71,30 @@ def embed_clips(
     pending: list[tuple[int, str, np.ndarray]] = []
     bar = tqdm(total=len(clips), desc=desc, unit="clip", disable=not progress, file=sys.stderr)
 
+    def skip(clip: Clip, reason: str) -> None:
+        warn(f"skipped {clip.path}: {reason}")
+        skipped.append((clip, reason))
+
+    def keep(items: list[tuple[int, str, np.ndarray]], emb: np.ndarray) -> None:
+        found.update(zip((i for i, _, _ in items), emb, strict=True))
+        if cache:
+            cache.store(machine, split, zip((key for _, key, _ in items), emb, strict=True))
+
     def flush() -> None:  # the bar counts a clip once it is embedded, not when it is read
-        if pending:
-            emb = extractor.embed_features([f for _, _, f in pending])
-            found.update(zip((i for i, _, _ in pending), emb, strict=True))
-            if cache:
-                cache.store(machine, split, zip((key for _, key, _ in pending), emb, strict=True))
-            bar.update(len(pending))
-            pending.clear()
+        if not pending:
+            return
+        try:
+            keep(pending, extractor.embed_features([f for _, _, f in pending]))
+        except (ModelError, MemoryError):  # one clip may be the cause: the others must not pay for it
+            for item in pending:
+                try:
+                    keep([item], extractor.embed_features([item[2]]))
+                except MemoryError:
+                    skip(clips[item[0]], "too large for the encoder to embed in the memory available")
+                except ModelError as exc:
+                    skip(clips[item[0]], str(exc).removeprefix(f"{extractor.model_path}: "))
+        bar.update(len(pending))
+        pending.clear()
 
     with bar:
         for i, clip in enumerate(clips):
@@ -84,17 +102,17 @@ def embed_clips(
                 key = clip_identity(clip.path)
                 if key in cached:
                     found[i] = cached[key]
+                    if longest is not None and _samples_at(clip.path, sample_rate) > longest:
+                        cut.append(clip)
                     bar.update()
                     continue
                 wave = load_audio(clip.path, sample_rate)
                 features = extractor.features(wave, sample_rate)
             except (FrozenASDError, ValueError, OSError, MemoryError) as exc:
                 if isinstance(exc, MemoryError):  # one huge file must not end the run
-                    reason = "too large to load into memory"
+                    skip(clip, "too large to load into memory")
                 else:
-                    reason = str(exc).removeprefix(f"{clip.path}: ")
-                warn(f"skipped {clip.path}: {reason}")
-                skipped.append((clip, reason))
+                    skip(clip, str(exc).removeprefix(f"{clip.path}: "))
                 bar.update()
                 continue
             if longest is not None and wave.size > longest:
@@ -103,6 +121,7 @@ def embed_clips(
             if len(pending) >= CHUNK:
                 flush()
         flush()
+    cut = [c for c in cut if c not in {s for s, _ in skipped}]
     if cut:
         seconds = longest / sample_rate
         warn(
@@ -112,6 +131,17 @@ def embed_clips(
     order = sorted(found)
     embeddings = np.stack([found[i] for i in order]) if order else np.empty((0, 0), dtype=np.float32)
     return Embedded([clips[i] for i in order], embeddings, skipped, cut)
+
+
+def _samples_at(path: Path, rate: int) -> float:
+    """A file's length in samples at ``rate``, from its header (a clip found in the cache is not read)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError):
+        return 0.0
+    return info.frames * rate / info.samplerate
 
 
 @dataclass
@@ -224,6 +254,8 @@ def run_machine(
         "n_train": len(train.clips),
         "n_test": len(test.clips),
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        # embedded only up to the encoder's longest input (see the frontend's ``longest_samples``)
+        "cut": [str(c.path) for c in train.cut + test.cut],
         "metrics": metrics,
     }
     (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from frozenasd.errors import ModelError
 from frozenasd.frontends import Frontend, get_frontend
 
 POOLINGS = ("mean", "bands", "none")
+BATCH_VALUES = 1024 * 128  # input values of one 10-second EAT clip: the unit of the batch budget
 PATCH = 16  # EAT's patch size in fbank frames and mel bins
 DEFAULT_FRONTEND = "eat_fbank"  # for files without metadata: the seed's EAT interface
 
@@ -40,7 +42,8 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         (8 · 768 for EAT-base); ``"none"`` requires an output that is already ``(batch, dim)``. Tokens
         before the patch tokens (the CLS token of a block output, per the metadata's
         ``token_layout``) are left out of both.
-    batch_size: examples per ONNX Runtime call.
+    batch_size: examples per ONNX Runtime call; examples larger than a 10-second EAT clip go in
+        proportionally smaller batches (a 2-minute clip alone), so memory stays bounded.
     num_threads: ONNX Runtime intra-op threads; ``None`` uses every core.
     target_frames: EAT only. ``None`` embeds the whole clip (padded to a multiple of 16 frames, capped
         at the model's maximum); an integer pads or trims every clip to that many frames (1024 = 10 s).
@@ -194,7 +197,15 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """Run the session on a stack of examples; return ``(B, dim)`` embeddings."""
         x = self._frontend().model_input(batch, self.layout_)
-        out = self.session_.run([self.output_name_], {self.input_name_: x})[0]
+        try:
+            out = self.session_.run([self.output_name_], {self.input_name_: x})[0]
+        except MemoryError:
+            raise
+        except Exception as exc:  # ONNX Runtime's errors derive from Exception only
+            raise ModelError(
+                f"{self.model_path}: the encoder failed on {len(batch)} example(s) of shape "
+                f"{list(batch.shape[1:])}: {exc}"
+            ) from exc
         if out.ndim == 3:
             patches = out[:, self.prefix_tokens_ :]
             if self.pooling == "bands":
@@ -224,9 +235,11 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             for k in range(len(stack)):
                 groups[stack.shape[1:]].append((clip, k))
         sums: np.ndarray | None = None
-        for refs in groups.values():
-            for start in range(0, len(refs), self.batch_size):
-                chunk = refs[start : start + self.batch_size]
+        for shape, refs in groups.items():
+            # Long examples go in smaller batches: no batch holds more values than batch_size 10-s clips.
+            size = max(1, min(self.batch_size, self.batch_size * BATCH_VALUES // math.prod(shape)))
+            for start in range(0, len(refs), size):
+                chunk = refs[start : start + size]
                 emb = self._run(np.stack([examples[c][k] for c, k in chunk]))
                 if sums is None:
                     sums = np.zeros((len(features), emb.shape[1]), dtype=np.float64)
