@@ -12,7 +12,7 @@ import soundfile as sf
 
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info
 from frozenasd.encoders.patch_encoder import build_patch_encoder
-from frozenasd.errors import ModelError
+from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.fitted import audio_files, fit_files, fit_machine, score_files
 from frozenasd.outputs import read_scores_csv
 from frozenasd.run import RunSettings, run
@@ -154,3 +154,29 @@ def test_fit_command_takes_recordings_or_a_layout_not_both(tiny_dataset, patch_e
     empty = cli(str(tmp_path / "empty"), "-o", "x.npz")
     assert empty.returncode == 2 and "no audio file found" in empty.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_each_recording_counts_once_and_bad_fits_are_clear_errors(tiny_dataset, patch_encoder, tmp_path):
+    train = tiny_dataset / "fan" / "train"
+    first = sorted(train.glob("*.wav"))[0]
+    files = audio_files([train, first, str(first)])  # the folder already holds the file
+    assert len(files) == 21 and files.count(first) == 1
+    settings = RunSettings(model_path=patch_encoder, progress=False, cache_dir=None)
+    with pytest.raises(LayoutError, match="1 usable training clips; the detector needs at least 2"):
+        fit_files([first, first], settings, tmp_path / "m.npz")
+    many = RunSettings(model_path=patch_encoder, n_components=30, progress=False, cache_dir=None)
+    with pytest.raises(LayoutError, match="20 usable training clips; the detector needs at least 30"):
+        fit_files(files, many, tmp_path / "m.npz")
+    still = tmp_path / "still"
+    still.mkdir()
+    for k in range(3):
+        sf.write(still / f"quiet_{k}.wav", np.full(16000, 0.01, np.float32), 16000)  # identical clips
+    with pytest.raises(FrozenASDError, match="the recordings given: cannot fit knn: .*equal"):
+        fit_files(
+            audio_files([still]),
+            RunSettings(model_path=patch_encoder, detector="knn", progress=False, cache_dir=None),
+            tmp_path / "m.npz",
+        )
+    with pytest.raises(LayoutError, match="use a plain name"):
+        fit_files(files, settings, tmp_path / "m.npz", machine="../elsewhere")
+    assert not (tmp_path / "m.npz").exists()

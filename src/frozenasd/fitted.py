@@ -18,7 +18,7 @@ import numpy as np
 from frozenasd.cache import file_sha256
 from frozenasd.dcase import Clip, is_audio_file, list_clips
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
-from frozenasd.errors import LayoutError, ModelError
+from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.metrics import gamma_threshold
 from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.run import RunSettings, embed_clips, open_cache, versions
@@ -42,7 +42,9 @@ def fit_files(
 
     Domains are read from DCASE-style names when every name gives one; otherwise all clips are one domain.
     """
-    clips = [Clip.from_path(f, machine, "train") for f in files]
+    if not machine or machine in (".", "..") or any(c in machine for c in "/\\"):
+        raise LayoutError(f"machine name {machine!r}: use a plain name (no path separators)")
+    clips = [Clip.from_path(f, machine, "train") for f in _once(files)]
     return _fit_clips(clips, machine, settings, path, "the recordings given", by_name=True)
 
 
@@ -64,13 +66,20 @@ def _fit_clips(
         progress=settings.progress,
         desc=f"{machine} train",
     )
-    if len(train.clips) < 2:
-        raise LayoutError(f"{where}: {len(train.clips)} usable training clips; fitting needs at least 2")
+    needed = max(2, settings.n_components)
+    if len(train.clips) < needed:
+        raise LayoutError(
+            f"{where}: {len(train.clips)} usable training clips; the detector needs at least {needed}"
+        )
     pipe = scoring_pipeline(make_detector(settings.detector, settings.n_components, settings.random_state))
     domains = [c.domain for c in train.clips]
     if by_name and any(d is None for d in domains):
         domains = [None] * len(domains)
-    train_scores = pipe.fit_transform(train.embeddings, detector__domains=domains)[:, 0]
+    try:
+        train_scores = pipe.fit_transform(train.embeddings, detector__domains=domains)[:, 0]
+        threshold = gamma_threshold(train_scores)
+    except ValueError as exc:  # e.g. too few target clips for a bank, identical clips
+        raise FrozenASDError(f"{where}: cannot fit {settings.detector}: {exc}") from exc
     info = {
         "machine": machine,
         "encoder_sha256": file_sha256(settings.model_path),
@@ -79,7 +88,7 @@ def _fit_clips(
         "pooling": extractor.pooling,
         "target_frames": extractor.target_frames,
         "detector": settings.detector,
-        "threshold": gamma_threshold(train_scores),
+        "threshold": threshold,
         "n_train": len(train.clips),
         "skipped": [str(c.path) for c, _ in train.skipped],
         "versions": versions(),
@@ -99,11 +108,24 @@ class Scored:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def _once(files: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files in order, each once (a file named twice, or also found in a folder, counts once)."""
+    seen: set[Path] = set()
+    unique: list[Path] = []
+    for f in map(Path, files):
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
 def audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """The audio files named, and those found (recursively, sorted) in the folders named.
 
     A file named is taken whatever its extension (it is reported if it cannot be read); in a folder,
-    only files with an audio extension (``dcase.AUDIO_EXTENSIONS``) that are not hidden are.
+    only files with an audio extension (``dcase.AUDIO_EXTENSIONS``) that are not hidden are. Each file
+    appears once, however often it is named or found.
     """
     found: list[Path] = []
     for item in map(Path, inputs):
@@ -113,7 +135,7 @@ def audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             found.append(item)
         else:
             raise LayoutError(f"{item}: no such file or folder")
-    return found
+    return _once(found)
 
 
 def score_files(
