@@ -153,6 +153,25 @@ def test_one_failing_machine_does_not_stop_the_others(tiny_dataset, patch_encode
     assert not (tmp_path / "out" / "report.html").exists()
 
 
+def test_a_rerun_leaves_no_earlier_outputs_to_be_taken_for_its_own(tiny_dataset, patch_encoder, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(tiny_dataset, data)
+    out.mkdir()
+    stale = out / "anomaly_score_fan_section_01_test.csv"  # a section this data set does not have
+    stale.write_text("old.wav,1.0\n")
+    assert frozenasd_run(data, patch_encoder, out).returncode == 0
+    assert not stale.exists() and (out / "anomaly_score_fan_section_00_test.csv").is_file()
+
+    for clip in (data / "fan" / "train").glob("*.wav"):  # now fan cannot be fitted
+        clip.unlink()
+    result = frozenasd_run(data, patch_encoder, out)
+    assert result.returncode == 1 and "FAILED" in result.stdout
+    assert not list(out.glob("*_fan_section_*")), "the earlier run's submission files must go"
+    assert not [p.name for p in (out / "results_fan").iterdir()]
+    assert "report in" not in result.stdout and not (out / "report.html").exists()
+    assert "- fan: not scored: " in (out / "summary.md").read_text()
+
+
 def test_run_writes_dcase_submission_files_that_evaluate_reads(tiny_dataset, patch_encoder, tmp_path):
     out = tmp_path / "out"
     assert frozenasd_run(tiny_dataset, patch_encoder, out).returncode == 0

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -221,6 +222,23 @@ def _section_id(section: int | str) -> str:
     if not text.isdigit() or len(text) > 2:
         raise ValueError(f"section must be a number 0-99 (e.g. 0, '00', 'section_00'), got {section!r}")
     return text.zfill(2)
+
+
+def remove_submission_files(out_dir: PathLike, machine: str) -> list[Path]:
+    """Delete ``machine``'s submission files of every section in ``out_dir``; returns those deleted.
+
+    A run writes a machine's files afresh, and a machine that fails must not leave an earlier run's
+    files behind for the evaluator to read.
+    """
+    folder = Path(out_dir)
+    pattern = glob.escape(machine)
+    found = [
+        *folder.glob(f"anomaly_score_{pattern}_section_*_test.csv"),
+        *folder.glob(f"decision_result_{pattern}_section_*_test.csv"),
+    ]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return sorted(found)
 
 
 def submission_file_names(machine: str, section: int | str) -> tuple[str, str]:

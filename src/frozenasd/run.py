@@ -26,7 +26,7 @@ from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import FrozenASDError, ModelError
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import gamma_threshold, official_score
-from frozenasd.outputs import compute_and_save_metrics, write_submission
+from frozenasd.outputs import compute_and_save_metrics, remove_submission_files, write_submission
 from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.report import MachineReport, write_report
 
@@ -290,7 +290,8 @@ def versions() -> dict[str, str]:
 def write_submission_files(
     out_dir: Path, machine: str, clips: Sequence[Clip], scores: np.ndarray, threshold: float
 ) -> list[Path]:
-    """One ``anomaly_score``/``decision_result`` pair per section of ``clips``."""
+    """One ``anomaly_score``/``decision_result`` pair per section of ``clips`` (earlier ones removed)."""
+    remove_submission_files(out_dir, machine)
     by_section: dict[str, list[int]] = {}
     for i, clip in enumerate(clips):
         by_section.setdefault(clip.section or "00", []).append(i)
@@ -342,9 +343,17 @@ def run(
         except (FrozenASDError, ValueError) as exc:  # e.g. too few usable training clips
             print(f"error: {machine}: {exc}", file=sys.stderr)
             results[machine] = str(exc)
+            _remove_outputs(Path(out_root), out_dir_for(Path(out_root), machine), machine)
     failed = {m: r for m, r in results.items() if isinstance(r, str)}
     write_run_summary(Path(out_root), reports, settings, extractor, failed)
     return results
+
+
+def _remove_outputs(out_root: Path, out_dir: Path, machine: str) -> None:
+    """An earlier run's outputs of a machine that failed now: they must not pass for this run's."""
+    remove_submission_files(out_root, machine)
+    for name in ("scores.csv", "metrics.txt", "roc.png", "run.json"):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def write_run_summary(

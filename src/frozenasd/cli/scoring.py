@@ -18,7 +18,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = out / "summary.md"
     if summary.is_file():
         print(summary.read_text(), end="")
-    print(f"outputs in {out.resolve()}/results_<machine>/, report in {(out / 'report.html').resolve()}")
+    report = out / "report.html"
+    where = f", report in {report.resolve()}" if report.is_file() else ""
+    print(f"outputs in {out.resolve()}/results_<machine>/{where}")
     return code
 
 
