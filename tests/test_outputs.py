@@ -227,7 +227,7 @@ def test_compute_and_save_metrics_eval_set_without_labels(tmp_path):
 @pytest.mark.parametrize(
     ("names", "why"),
     [
-        (["section_00_source_test_normal_0000.wav", "section_00_0001.wav"], "1 of 2 clips have no known"),
+        (["section_00_source_test_normal_0000.wav", "section_00_0001.wav"], "got 1 normal and 0"),
         (["source_test_normal_0000.wav", "target_test_normal_0001.wav"], "got 2 normal and 0"),
         (["a_anomaly_1.wav", "a_anomaly_2.wav"], "got 0 normal and 2 anomalous"),
     ],
@@ -242,6 +242,26 @@ def test_undefined_metrics_keep_the_scores_and_say_why(tmp_path, names, why):
     assert back["auc"] is None and back["n_clips"] == 2 and back["skipped"] == [("bad.wav", "empty file")]
     assert why in back["note"] and back["note"] == result["note"] and "scores only" in back["note"]
     assert not (tmp_path / "roc.png").exists()
+
+
+def test_metrics_over_the_labelled_clips_when_some_have_no_label(tmp_path):
+    names = dev_names(6) + ["section_00_0900.wav", "section_00_0901.wav"]  # two anonymised clips
+    scores = scores_for(names, seed=5)
+    result = compute_and_save_metrics(names, scores, tmp_path)
+    labelled = names[:-2]
+    expected = machine_metrics(
+        [label_from_name(n) for n in labelled], scores[:-2], [domain_from_name(n) for n in labelled]
+    )
+    for key in ("auc", "pauc", "auc_source", "auc_target", "hmean"):
+        assert result[key] == pytest.approx(expected[key], abs=1e-12)
+    assert (
+        "2 of 26 clips have no known label" in result["note"]
+        and "over the 24 labelled clips" in result["note"]
+    )
+    back = read_metrics_txt(tmp_path / "metrics.txt")
+    assert back["note"] == result["note"] and back["n_clips"] == 26
+    assert len(read_scores_csv(tmp_path / "scores.csv")[0]) == 26  # every clip keeps its score
+    png_size(tmp_path / "roc.png")
 
 
 def test_root_metrics_shim_reexports():

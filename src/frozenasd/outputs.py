@@ -299,23 +299,24 @@ def write_submission(
 # ---------------------------------------------------------------- the seed's entry point
 
 
-def _why_no_metrics(paths: Sequence[PathLike], labels: Sequence[int | None]) -> str | None:
-    """Why AUC and pAUC are not defined for these clips, or ``None`` when they are."""
+def _labelled(paths: Sequence[PathLike], labels: Sequence[int | None]) -> tuple[list[int], str | None]:
+    """The clips the metrics are computed on (none when undefined), and a note saying why not all."""
     unknown = [os.fspath(p) for p, lab in zip(paths, labels, strict=True) if lab is None]
     if len(unknown) == len(paths):
-        return "labels unknown (no 'normal' or 'anomaly' in the file names): scores only"
-    if unknown:
-        return (
-            f"{len(unknown)} of {len(paths)} clips have no known label (neither 'normal' nor 'anomaly' "
-            f"in the name), e.g. {unknown[:3]}: scores only"
-        )
-    n_anomaly = sum(int(lab == 1) for lab in labels)
-    if n_anomaly in (0, len(labels)):
-        return (
-            f"AUC needs both normal and anomalous clips; got {len(labels) - n_anomaly} normal and "
+        return [], "labels unknown (no 'normal' or 'anomaly' in the file names): scores only"
+    keep = [i for i, lab in enumerate(labels) if lab is not None]
+    n_anomaly = sum(int(labels[i] == 1) for i in keep)
+    if n_anomaly in (0, len(keep)):
+        return [], (
+            f"AUC needs both normal and anomalous clips; got {len(keep) - n_anomaly} normal and "
             f"{n_anomaly} anomalous: scores only"
         )
-    return None
+    if unknown:
+        return keep, (
+            f"{len(unknown)} of {len(paths)} clips have no known label (neither 'normal' nor 'anomaly' "
+            f"in the name), e.g. {unknown[:3]}: the metrics are over the {len(keep)} labelled clips"
+        )
+    return keep, None
 
 
 def compute_and_save_metrics(
@@ -330,9 +331,10 @@ def compute_and_save_metrics(
     """Write ``scores.csv``, ``metrics.txt`` and ``roc.png`` into ``out_dir``; return the metrics dict.
 
     Labels and domains default to what the file names say (``anomaly``/``normal``, ``target``/``source``).
-    When the metrics are not defined (no clip has a known label, as in an evaluation set; some clips
-    have none; or every clip is of one class), the scores and the clip counts are still written, the
-    metric values are ``None`` and ``note`` says why; no ROC is drawn.
+    When the metrics are not defined (no clip has a known label, as in an evaluation set, or the
+    labelled clips are all of one class), the scores and the clip counts are still written, the
+    metric values are ``None`` and ``note`` says why; no ROC is drawn. When only some clips have no
+    label, the metrics and the ROC are over the labelled ones and ``note`` says so.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -350,18 +352,22 @@ def compute_and_save_metrics(
     write_scores_csv(out / "scores.csv", paths, values, labels)
 
     extra = {"n_clips": len(paths), "n_skipped": len(skipped or [])}
-    note = _why_no_metrics(paths, labels)
-    if note is not None:
+    keep, note = _labelled(paths, labels)
+    if not keep:
         result: dict[str, Any] = dict.fromkeys(("auc", "pauc", "auc_source", "auc_target", "hmean"))
         result.update(extra)
         result["note"] = note
         write_metrics_txt(out / "metrics.txt", result, skipped or [])
         (out / "roc.png").unlink(missing_ok=True)  # an earlier run's curve would not match these scores
         return result
-    y = np.asarray(labels, dtype=np.int64)
-    dom = None if all(d is None for d in domains) else list(domains)
+    y = np.asarray([labels[i] for i in keep], dtype=np.int64)
+    values = values[keep]
+    kept_domains = [domains[i] for i in keep]
+    dom = None if all(d is None for d in kept_domains) else kept_domains
     result = machine_metrics(y, values, dom)
     result.update(extra)
+    if note:
+        result["note"] = note
     write_metrics_txt(out / "metrics.txt", result, skipped or [])
     plot_roc(out / "roc.png", y, values, title)
     return result
