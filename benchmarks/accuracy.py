@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import io
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -64,7 +65,11 @@ def describe_data(root: Path, machines: list[str]) -> str:
         train, test = list_clips(root, name, "train"), list_clips(root, name, "test")
         source = sum(c.domain == "source" for c in train)
         counts.add((source, len(train) - source, len(test)))
-        seconds.update(round(sf.info(str(c.path)).duration, 1) for c in (train + test)[:3])
+        for clip in (train + test)[:3]:
+            try:
+                seconds.add(round(sf.info(str(clip.path)).duration, 1))
+            except RuntimeError:  # an unreadable clip: the runs skip it, the description does too
+                pass
     length = f" of {seconds.pop():g} s" if len(seconds) == 1 else ""
     if len(counts) == 1:
         source, target, test = counts.pop()
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="folder for run outputs (default: temporary)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     parser.add_argument(
+        "--note", action="append", default=None, help="a sentence to add to the section's notes"
+    )
+    parser.add_argument(
         "--benchmarks-md",
         type=Path,
         default=None,
@@ -136,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="frozenasd-accuracy-"))
     cache = work / "cache"
     machines = discover_machines(args.data)
+    data_description = describe_data(args.data, machines)  # before the runs: a problem shows at once
+    with_eat = any(is_eat(resolve_model(spec)) for spec in args.encoder)
 
     summary = [
         "| encoder | embedding | detector | official score % | " + " | ".join(machines) + " |",
@@ -170,20 +180,21 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
-    command = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     notes = [
-        f"Data: `{args.data}`, {describe_data(args.data, machines)}. Measured {stamp} on {host['cpu']}, "
+        f"Data: `{args.data}`, {data_description}. Measured {stamp} on {host['cpu']}, "
         f"{host['cores']} cores. Command: `{command}`.",
         "Seconds in brackets: the first detector of each encoder and embedding includes embedding every "
         "clip; the others re-score from the embedding cache.",
     ]
-    if not any(is_eat(resolve_model(spec)) for spec in args.encoder):
+    if not with_eat:
         notes.append(
             "The embedding choices `cls`, `bands` and block outputs (`layer_<i>`) are EAT's; no EAT encoder "
-            "is in this run (EAT's pre-trained weights could not be downloaded where it ran), so it has no "
-            "EAT rows: `--encoder eat-base.onnx --embedding mean --embedding cls --embedding bands` adds "
-            "them, and `--embedding layer_5` a block's output with an export made with `--layers 5`."
+            "is in this run, so it has no EAT rows: `--encoder eat-base.onnx --embedding mean --embedding "
+            "cls --embedding bands` adds them, and `--embedding layer_5` a block's output with an export "
+            "made with `--layers 5`."
         )
+    notes += args.note or []
     body = "\n".join(
         [
             SECTION,

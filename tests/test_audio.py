@@ -204,6 +204,18 @@ def test_non_finite_samples(tmp_path, bad):
     _raises_with_path(path, "1 non-finite")
 
 
+def test_opposite_infinities_in_one_frame_are_rejected_quietly(tmp_path):
+    import warnings
+
+    data = np.zeros((100, 2))
+    data[10] = (np.inf, -np.inf)
+    path = tmp_path / "inf.wav"
+    sf.write(path, data, SAMPLE_RATE, subtype="DOUBLE")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the way to the clear error
+        _raises_with_path(path, "2 non-finite")
+
+
 def test_min_samples(tmp_path):
     path = tmp_path / "short.wav"
     sf.write(path, _sine(440, SAMPLE_RATE, 0.01), SAMPLE_RATE, subtype="PCM_16")  # 160 samples

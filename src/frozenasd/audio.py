@@ -70,7 +70,8 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
                 if block.shape[0] == 0:
                     break
                 bad += block.size - np.count_nonzero(np.isfinite(block))
-                parts.append(block.mean(axis=1))
+                with np.errstate(invalid="ignore"):  # +inf and -inf in one frame: rejected below
+                    parts.append(block.mean(axis=1))
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         # libsndfile errors carry the bare reason in error_string; str(exc) repeats the path
         reason = getattr(exc, "error_string", None) or str(exc)
