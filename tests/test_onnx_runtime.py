@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 
 import numpy as np
@@ -155,6 +156,28 @@ def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_en
     assert len(embedded.clips) == len(clips) - 2  # the huge clip and the unreadable one
     assert (clips[3], "too large to load into memory") in embedded.skipped
     assert f"skipped {huge}: too large to load into memory" in messages
+
+
+def test_of_a_long_recording_only_what_the_encoder_takes_is_read(tmp_path, monkeypatch):
+    import frozenasd.audio as audio
+    from frozenasd.dcase import Clip
+    from frozenasd.run import embed_clips
+
+    encoder = build_patch_encoder(tmp_path / "short.onnx", embed_dim=8, max_frames=64)  # 0.66 s
+    rng = np.random.default_rng(3)
+    path = tmp_path / "long.wav"
+    sf.write(path, (0.1 * rng.standard_normal((48000 * 30, 2)) + 0.02).astype(np.float32), 48000)
+    decoded: list[int] = []
+    read = audio.sf.SoundFile.read
+    monkeypatch.setattr(
+        audio.sf.SoundFile, "read", lambda self, n, **k: decoded.append(n) or read(self, n, **k)
+    )
+    ext = ONNXFeatureExtractor(encoder).fit()
+    embedded = embed_clips(ext, [Clip.from_path(path, "fan", "test")], progress=False, warn=lambda m: None)
+    assert sum(decoded) == math.ceil((10480 / 16000 + 1.0) * 48000)  # 1.66 s of 30 s
+    assert embedded.cut == [embedded.clips[0]]
+    whole = ext.embed_features([ext.features(load_audio(path, 16000), 16000)])  # read to the end
+    np.testing.assert_allclose(embedded.embeddings, whole, atol=1e-4)
 
 
 def test_long_examples_go_in_smaller_batches(patch_encoder, monkeypatch):

@@ -5,6 +5,7 @@ Every problem with a file raises :class:`~frozenasd.errors.AudioError` naming th
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from pathlib import Path
@@ -54,21 +55,27 @@ def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
 READ_BLOCK = 1 << 20  # frames decoded at a time: a long multichannel file never sits in memory whole
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
+def _read(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode a file to its float64 channel mean; raise AudioError if unreadable, cut or non-finite.
 
     The file is decoded a block of frames at a time and each block averaged over its channels at
-    once, so memory holds the mono signal, not every channel of it.
+    once, so memory holds the mono signal, not every channel of it. With ``max_seconds`` decoding
+    stops after that much audio (the checks then cover what was read).
     """
     parts: list[np.ndarray] = []
     bad = 0
     try:
         with sf.SoundFile(path) as f:
             declared, rate, file_format = f.frames, f.samplerate, f.format
-            while True:
-                block = f.read(READ_BLOCK, dtype="float64", always_2d=True)
+            limit = None if max_seconds is None else math.ceil(max_seconds * rate)
+            wanted = declared if limit is None else min(declared, limit)
+            got = 0
+            while limit is None or got < limit:  # to the end: a declared length may fall short
+                size = READ_BLOCK if limit is None else min(READ_BLOCK, limit - got)
+                block = f.read(size, dtype="float64", always_2d=True)
                 if block.shape[0] == 0:
                     break
+                got += block.shape[0]
                 bad += block.size - np.count_nonzero(np.isfinite(block))
                 with np.errstate(invalid="ignore"):  # +inf and -inf in one frame: rejected below
                     parts.append(block.mean(axis=1))
@@ -84,7 +91,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
                 f"{path}: truncated WAV file: the header declares {shortfall[0]} bytes of audio data "
                 f"but only {shortfall[1]} are present"
             )
-    if mono.shape[0] < declared:
+    if mono.shape[0] < wanted:
         raise AudioError(
             f"{path}: truncated audio file: the header declares {declared} frames "
             f"but only {mono.shape[0]} could be read"
@@ -99,12 +106,14 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     *,
     min_samples: int | None = None,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Read a clip as a 1-D float32 waveform at ``sample_rate``.
 
     Channels are averaged, the signal is resampled with soxr when the file's rate differs, and the
     whole-clip mean is subtracted. Amplitudes are not normalised (integer PCM maps to [-1, 1)).
     ``min_samples``: reject clips shorter than this many samples after resampling.
+    ``max_seconds``: read only the first seconds of a longer file (its mean is then theirs).
     """
     if int(sample_rate) != sample_rate or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
@@ -116,7 +125,7 @@ def load_audio(
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
-    mono, rate = _read(path)
+    mono, rate = _read(path, max_seconds)
     if mono.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples (0 frames)")
     if rate != sample_rate:
