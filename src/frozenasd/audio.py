@@ -101,6 +101,15 @@ def _read(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int
     return mono, rate
 
 
+def samples_at(path: str | os.PathLike[str], rate: int) -> float:
+    """A file's length in samples at ``rate``, from its header alone; 0 when it cannot be read."""
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, OSError):
+        return 0.0
+    return info.frames * rate / info.samplerate
+
+
 def load_audio(
     path: str | os.PathLike[str],
     sample_rate: int = SAMPLE_RATE,

@@ -18,10 +18,8 @@ import numpy as np
 from frozenasd.cache import file_sha256
 from frozenasd.dcase import Clip, is_audio_file, list_clips
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
-from frozenasd.errors import FrozenASDError, LayoutError, ModelError
-from frozenasd.metrics import gamma_threshold
-from frozenasd.pipeline import make_detector, scoring_pipeline
-from frozenasd.run import RunSettings, embed_clips, open_cache, versions
+from frozenasd.errors import LayoutError, ModelError
+from frozenasd.run import RunSettings, embed_clips, fit_on_normals, open_cache, versions
 
 
 def fit_machine(
@@ -66,20 +64,10 @@ def _fit_clips(
         progress=settings.progress,
         desc=f"{machine} train",
     )
-    needed = max(2, settings.n_components)
-    if len(train.clips) < needed:
-        raise LayoutError(
-            f"{where}: {len(train.clips)} usable training clips; the detector needs at least {needed}"
-        )
-    pipe = scoring_pipeline(make_detector(settings.detector, settings.n_components, settings.random_state))
     domains = [c.domain for c in train.clips]
     if by_name and any(d is None for d in domains):
         domains = [None] * len(domains)
-    try:
-        train_scores = pipe.fit_transform(train.embeddings, detector__domains=domains)[:, 0]
-        threshold = gamma_threshold(train_scores)
-    except ValueError as exc:  # e.g. too few target clips for a bank, identical clips
-        raise FrozenASDError(f"{where}: cannot fit {settings.detector}: {exc}") from exc
+    pipe, threshold = fit_on_normals(train, settings, where, domains)
     info = {
         "machine": machine,
         "encoder_sha256": file_sha256(settings.model_path),

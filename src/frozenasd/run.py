@@ -13,22 +13,25 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from frozenasd import __version__
-from frozenasd.audio import load_audio
+from frozenasd.audio import load_audio, samples_at
 from frozenasd.cache import EmbeddingCache, clip_identity, default_cache_dir, file_sha256
 from frozenasd.dcase import Clip, discover_machines, list_clips
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.errors import FrozenASDError, ModelError
+from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import gamma_threshold, official_score
 from frozenasd.outputs import compute_and_save_metrics, remove_submission_files, write_submission
 from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.report import MachineReport, write_report
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 CHUNK = 16  # clips read before they are embedded (and cached) together
 
@@ -104,7 +107,7 @@ def embed_clips(
                 key = clip_identity(clip.path)
                 if key in cached:
                     found[i] = cached[key]
-                    if longest is not None and _samples_at(clip.path, sample_rate) > longest:
+                    if longest is not None and samples_at(clip.path, sample_rate) > longest:
                         cut.append(clip)
                     bar.update()
                     continue
@@ -123,7 +126,8 @@ def embed_clips(
             if len(pending) >= CHUNK:
                 flush()
         flush()
-    cut = [c for c in cut if c not in {s for s, _ in skipped}]
+    unusable = {c for c, _ in skipped}
+    cut = [c for c in cut if c not in unusable]
     if cut:
         seconds = longest / sample_rate
         warn(
@@ -133,17 +137,6 @@ def embed_clips(
     order = sorted(found)
     embeddings = np.stack([found[i] for i in order]) if order else np.empty((0, 0), dtype=np.float32)
     return Embedded([clips[i] for i in order], embeddings, skipped, cut)
-
-
-def _samples_at(path: Path, rate: int) -> float:
-    """A file's length in samples at ``rate``, from its header (a clip found in the cache is not read)."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError):
-        return 0.0
-    return info.frames * rate / info.samplerate
 
 
 @dataclass
@@ -214,18 +207,11 @@ def run_machine(
         )
         for split in ("train", "test")
     )
-    if len(train.clips) < max(2, settings.n_components):
-        raise FrozenASDError(
-            f"{data_root / machine / 'train'}: {len(train.clips)} usable training clips; "
-            f"the detector needs at least {max(2, settings.n_components)}"
-        )
+    pipe, threshold = fit_on_normals(
+        train, settings, data_root / machine / "train", [c.domain for c in train.clips]
+    )
     if not test.clips:
         raise FrozenASDError(f"{data_root / machine / 'test'}: no usable test clip")
-
-    pipe = scoring_pipeline(make_detector(settings.detector, settings.n_components, settings.random_state))
-    # Training scores are leave-one-out where the detector defines them: the gamma threshold's sample.
-    train_domains = [c.domain for c in train.clips]
-    train_scores = pipe.fit_transform(train.embeddings, detector__domains=train_domains)[:, 0]
     scores = pipe.transform(test.embeddings)[:, 0]
 
     skipped = [(str(c.path), reason) for c, reason in train.skipped + test.skipped]
@@ -241,7 +227,6 @@ def run_machine(
         skipped=skipped,
         title=machine,
     )
-    threshold = gamma_threshold(train_scores)
     if submission_dir is not None:
         write_submission_files(submission_dir, machine, test.clips, scores, threshold)
     metrics["threshold"] = threshold
@@ -271,6 +256,28 @@ def run_machine(
         threshold=threshold,
         skipped=skipped,
     )
+
+
+def fit_on_normals(
+    train: Embedded, settings: RunSettings, where: object, domains: Sequence[str | None]
+) -> tuple[Pipeline, float]:
+    """The scoring pipeline fitted on the usable training clips, and its decision threshold.
+
+    The threshold is the gamma threshold of the training scores, leave-one-out where the detector
+    defines them. Too few clips, or a detector that cannot be fitted to them, raise FrozenASDError
+    naming ``where``.
+    """
+    needed = max(2, settings.n_components)
+    if len(train.clips) < needed:
+        raise LayoutError(
+            f"{where}: {len(train.clips)} usable training clips; the detector needs at least {needed}"
+        )
+    pipe = scoring_pipeline(make_detector(settings.detector, settings.n_components, settings.random_state))
+    try:
+        train_scores = pipe.fit_transform(train.embeddings, detector__domains=list(domains))[:, 0]
+        return pipe, gamma_threshold(train_scores)
+    except ValueError as exc:  # e.g. too few target clips for a bank, identical clips
+        raise FrozenASDError(f"{where}: cannot fit {settings.detector}: {exc}") from exc
 
 
 def versions() -> dict[str, str]:
