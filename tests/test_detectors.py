@@ -14,8 +14,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.detector_io import load_scoring_pipeline, save_scoring_pipeline
+from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 
