@@ -541,3 +541,16 @@ def test_almost_dead_dimensions_do_not_dominate_the_scores(name):
     # StandardScaler blows the almost-dead dimensions up: they then move the scores by 10-30 times
     # the normal clips' spread
     assert np.abs(scores["t"] - scores["n"]).max() < 0.1 * scores["n"].std()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [np.ones((6, 4)), np.array([[1.0, 2.0], [3.0, 1.0], [1.0, 2.0], [3.0, 1.0]])],
+    ids=["identical", "mirrored"],
+)
+def test_mahalanobis_without_spread_is_a_clear_error(rows):
+    """Shrinkage cannot help when no clip varies (or every centred clip is ± one vector)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"do not vary along \d+ of \d+ directions"):
+            MahalanobisDetector().fit(rows)
