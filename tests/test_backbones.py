@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from frozenasd.encoders.metadata import decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import ModelError
 from frozenasd.frontends import FRONTENDS, get_frontend
+from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 RNG = np.random.default_rng(11)
 
@@ -210,17 +212,20 @@ def test_yamnet_matches_a_float_forward_pass_of_the_shipped_weights(yamnet_onnx,
     assert_matches_reference(logits, want_logits, "logits")
 
 
-def real_valve_clips() -> list[Path]:
-    """Two normal training clips and two anomalous test clips (source and target) of the real valve data.
-
-    The data sit in ``shared/realdata`` beside the checkout (as in CI) or beside a folder holding it.
-    """
+def real_valve() -> Path:
+    """The real valve recordings: ``shared/realdata`` beside the checkout (as in CI) or beside a folder
+    holding it."""
     for folder in Path(__file__).resolve().parents[1:]:
         valve = folder / "shared" / "realdata" / "valve"
         if valve.is_dir():
-            patterns = ("train/*source*", "train/*target*", "test/*source*anomaly*", "test/*target*anomaly*")
-            return [sorted(valve.glob(f"{p}.wav"))[0] for p in patterns]
+            return valve
     pytest.skip("the real recordings (shared/realdata beside the checkout) are not on this machine")
+
+
+def real_valve_clips() -> list[Path]:
+    """Two normal training clips and two anomalous test clips (source and target)."""
+    patterns = ("train/*source*", "train/*target*", "test/*source*anomaly*", "test/*target*anomaly*")
+    return [sorted(real_valve().glob(f"{p}.wav"))[0] for p in patterns]
 
 
 def test_yamnet_on_real_machine_recordings(yamnet_onnx, yamnet_reference):
@@ -239,6 +244,26 @@ def test_yamnet_on_real_machine_recordings(yamnet_onnx, yamnet_reference):
         mean_logits.append(logits.mean(axis=0))
     top5 = [names[i] for i in np.argsort(np.mean(mean_logits, axis=0))[::-1][:5]]
     assert "Mechanisms" in top5, top5
+
+
+def test_detectors_on_real_yamnet_embeddings(yamnet_onnx):
+    """YAMNet leaves many dimensions of real machine sounds at zero; every detector copes with them."""
+    valve = real_valve()
+    train = sorted(valve.glob("train/*.wav"))[::3]  # 10 source, 4 target clips
+    test = sorted(valve.glob("test/*.wav"))[::20]
+    ext = ONNXFeatureExtractor(yamnet_onnx, num_threads=2).fit()
+    X, T = (ext.transform([load_audio(p, 16000, max_seconds=3.0) for p in clips]) for clips in (train, test))
+    assert (X.std(axis=0) == 0).mean() > 0.3
+    domains = ["target" if "_target_" in p.name else "source" for p in train]
+    for name in DETECTORS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            pipe = scoring_pipeline(make_detector(name)).fit(X, detector__domains=domains)
+            assert np.isfinite(pipe.transform(T)).all(), name
+    # After scaling, no single dimension holds most of a test clip's squared distance to the training
+    # mean (divided by the plain standard deviation, one near-dead dimension holds half for the median clip).
+    z2 = pipe.named_steps["scale"].transform(T) ** 2
+    assert np.median(z2.max(axis=1) / z2.sum(axis=1)) < 0.3
 
 
 def test_yamnet_extractor_embeds_clips(yamnet_onnx):
