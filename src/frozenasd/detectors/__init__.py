@@ -12,5 +12,6 @@ from frozenasd.detectors.domain_banks import DomainBanks
 from frozenasd.detectors.kmeans import KMeansNN
 from frozenasd.detectors.knn import KNNDetector
 from frozenasd.detectors.mahalanobis import MahalanobisDetector
+from frozenasd.detectors.scaling import FlooredStandardScaler
 
-__all__ = ["DomainBanks", "KMeansNN", "KNNDetector", "MahalanobisDetector"]
+__all__ = ["DomainBanks", "FlooredStandardScaler", "KMeansNN", "KNNDetector", "MahalanobisDetector"]

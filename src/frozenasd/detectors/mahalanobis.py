@@ -9,6 +9,9 @@ from sklearn.utils.validation import validate_data
 
 from frozenasd.detectors.base import AnomalyDetectorMixin
 
+# A shrunk covariance eigenvalue this small relative to the largest is rounding, not spread.
+_FLAT = 1e-12
+
 
 def loo_mahalanobis(R: np.ndarray, lam: np.ndarray, V: np.ndarray, shrinkage: float) -> np.ndarray:
     """Each row's Mahalanobis distance to the mean and shrunk covariance of the *other* rows.
@@ -68,6 +71,12 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
         lam = np.maximum(lam, 0.0)
         self.shrinkage_ = float(ledoit_wolf_shrinkage(R, assume_centered=True))
         shrunk = (1.0 - self.shrinkage_) * lam + self.shrinkage_ * lam.sum() / X.shape[1]
+        flat = int((shrunk <= _FLAT * shrunk.max()).sum())
+        if flat:
+            raise ValueError(
+                f"the {X.shape[0]} training embeddings do not vary along {flat} of {X.shape[1]} directions, "
+                "even after shrinkage (identical or mirrored clips?): no Mahalanobis distance is defined"
+            )
         self.precision_ = (V / shrunk) @ V.T
         self.train_scores_ = loo_mahalanobis(R, lam, V, self.shrinkage_)
         self._set_offset()
