@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.preprocessing import MinMaxScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from frozenasd.detectors import FlooredStandardScaler, KMeansNN
+from frozenasd.detectors import KMeansNN
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.pipeline import get_deep_feat_cls_eat_all_model
 
@@ -26,7 +26,7 @@ def import_root_module(name: str):
 def test_seed_pipeline_steps(patch_encoder):
     pipe, settings = get_deep_feat_cls_eat_all_model("EAT", 12, n_components=3, model_path=patch_encoder)
     kinds = [type(step) for _, step in pipe.steps]
-    assert kinds == [ONNXFeatureExtractor, FlooredStandardScaler, KMeansNN, MinMaxScaler]
+    assert kinds == [ONNXFeatureExtractor, StandardScaler, KMeansNN, MinMaxScaler]
     assert pipe.named_steps["detector"].n_components == 3
     assert settings["model_type"] == "kmeansNN" and settings["feat_model_depth"] == 12
 
@@ -44,7 +44,7 @@ def test_seed_workflow_end_to_end(tiny_dataset, patch_encoder, tmp_path):
     # The pipeline equals its parts applied by hand.
     emb_train = ONNXFeatureExtractor(patch_encoder).fit().transform(train)
     emb_test = ONNXFeatureExtractor(patch_encoder).fit().transform([w for _, w in test])
-    scaler = FlooredStandardScaler().fit(emb_train)
+    scaler = StandardScaler().fit(emb_train)
     det = KMeansNN(2, random_state=0).fit(scaler.transform(emb_train))
     d_train, d_test = det.transform(scaler.transform(emb_train)), det.transform(scaler.transform(emb_test))
     expected = (d_test[:, 0] - d_train.min()) / (d_train.max() - d_train.min())

@@ -1,4 +1,4 @@
-"""The seed's scikit-learn Pipeline: encoder → FlooredStandardScaler → detector → MinMaxScaler."""
+"""Scoring pipelines (embeddings → scaler → detector → MinMaxScaler); the seed's Pipeline over waveforms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
@@ -98,6 +98,7 @@ def get_deep_feat_cls_eat_all_model(
 ) -> tuple[Pipeline, dict[str, Any]]:
     """The seed's full Pipeline over waveforms, and the settings it was built with.
 
+    Encoder → StandardScaler → detector → MinMaxScaler, as the seed built it.
     ``pipe.fit(train_waveforms)`` fits the scalers and detector on normal clips;
     ``pipe.transform(test_waveforms)[:, 0]`` gives anomaly scores (training range → [0, 1]; test clips
     may exceed 1). ``feat_model_type`` and ``feat_model_depth`` name the exported encoder and are
@@ -109,7 +110,13 @@ def get_deep_feat_cls_eat_all_model(
         model_path, batch_size=batch_size, num_threads=num_threads, target_frames=target_frames
     )
     detector = make_detector(model_type, n_components, random_state)
-    steps = [("features", extractor), *scoring_pipeline(detector).steps]
+    # The seed's chain exactly: scikit-learn's StandardScaler (`run` and `fit` floor its divisor).
+    steps = [
+        ("features", extractor),
+        ("scale", StandardScaler()),
+        ("detector", detector),
+        ("minmax", MinMaxScaler()),
+    ]
     settings = {
         "feat_model_type": feat_model_type,
         "feat_model_depth": feat_model_depth,
