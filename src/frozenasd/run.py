@@ -402,9 +402,10 @@ def write_run_summary(
     extractor: ONNXFeatureExtractor,
     failed: dict[str, str] | None = None,
 ) -> None:
-    """``summary.md``: the DCASE table of the machines scored and notes on what is missing; the report.
+    """The report, then ``summary.md``: the DCASE table of the machines scored and notes on what is missing.
 
     Without any machine scored, ``summary.md`` holds the errors only and no report is written.
+    ``summary.md`` is written last, so that a run stopped before it leaves none.
     """
     out_root.mkdir(parents=True, exist_ok=True)
     failures = [f"- {m}: not scored: {error}" for m, error in (failed or {}).items()]
@@ -438,7 +439,6 @@ def write_run_summary(
             )
     table = format_table({"machines": per_machine, "official_score": official})
     text = table + ("\n" + "\n".join(notes) + "\n" if notes else "")
-    (out_root / "summary.md").write_text(printable(text), encoding="utf-8")
     config = {
         "settings": settings.as_dict(),
         "encoder": extractor.metadata_.get("model", {}),
@@ -446,3 +446,4 @@ def write_run_summary(
         "versions": versions(),
     }
     write_report(out_root / "report.html", reports, config, official_score=official)
+    (out_root / "summary.md").write_text(printable(text), encoding="utf-8")  # last: the run is complete
