@@ -164,3 +164,27 @@ def test_a_run_stopped_before_its_report_leaves_no_earlier_report(
         run(tiny_dataset, ["fan"], out, settings_for(patch_encoder, tmp_path))
     assert not (out / "report.html").exists()
     assert (out / "anomaly_score_fan_section_00_test.csv").is_file()
+
+
+def test_equal_section_numbers_share_their_submission_files(tmp_path):
+    import numpy as np
+
+    from frozenasd.dcase import Clip
+    from frozenasd.run import write_submission_files
+
+    names = [
+        "section_0_source_test_normal_0000.wav",
+        "section_00_source_test_normal_0001.wav",
+        "section_000_source_test_anomaly_0002.wav",
+        "normal_id_123456_00000000.wav",
+    ]
+    clips = [Clip.from_path(tmp_path / n, "fan", "test") for n in names]
+    written, left_out = write_submission_files(tmp_path, "fan", clips, np.array([0.1, 0.2, 0.9, 0.4]), 0.5)
+    assert left_out == [] and sorted(p.name for p in written) == [
+        "anomaly_score_fan_section_00_test.csv",
+        "anomaly_score_fan_section_123456_test.csv",
+        "decision_result_fan_section_00_test.csv",
+        "decision_result_fan_section_123456_test.csv",
+    ]
+    rows = (tmp_path / "decision_result_fan_section_00_test.csv").read_text().splitlines()
+    assert rows == sorted([f"{names[0]},0", f"{names[1]},0", f"{names[2]},1"])
