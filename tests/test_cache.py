@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 import frozenasd.run as run_module
 from frozenasd.cache import EmbeddingCache, cache_key, clip_identity
 from frozenasd.dcase import list_clips
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.errors import AudioError
 from frozenasd.run import RunSettings, embed_clips, open_cache, run
 
 
@@ -55,12 +61,54 @@ def test_a_broken_chunk_is_ignored(tmp_path):
     assert list(cache.load("fan", "test")) == ["x|1|1"]
 
 
-def test_identity_changes_when_a_file_changes(tmp_path):
-    path = tmp_path / "a.wav"
+def test_identity_follows_the_content_not_the_file_times(tmp_path):
+    path, copy = tmp_path / "a.wav", tmp_path / "b.WAV"
     path.write_bytes(b"1234")
+    copy.write_bytes(b"1234")
     before = clip_identity(path)
-    os.utime(path, ns=(1, 1))
+    assert clip_identity(copy) == before  # same bytes, same extension: the same embedding
+    stat = path.stat()
+    path.write_bytes(b"1235")  # same size, and the times put back as `cp -p` or `rsync -t` do
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
     assert clip_identity(path) != before
+
+
+def test_identity_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(AudioError, match=r"gone\.wav: cannot read the file \(No such file"):
+        clip_identity(tmp_path / "gone.wav")
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporary_files_of_killed_writes_are_removed_and_live_ones_kept(tmp_path):
+    cache = EmbeddingCache(tmp_path, "ef" * 32, {})
+    cache.store("fan", "test", [("x.wav", np.ones(2, np.float32))])
+    folder = cache.folder / "fan" / "test"
+    host, now = socket.gethostname(), time.time()
+    files = {
+        "dead writer, 2 min old": (f".chunk_000001_a.npz.{dead_pid()}@{host}.tmp", 120),
+        "dead writer, an hour and more": (f".chunk_000001_b.npz.{dead_pid()}@{host}.tmp", 4000),
+        "no writer named, an hour and more": (".chunk_000001_c.npz.tmp", 4000),
+        "dead writer, just written": (f".chunk_000001_d.npz.{dead_pid()}@{host}.tmp", 5),
+        "live writer, 2 min old": (f".chunk_000001_e.npz.{os.getpid()}@{host}.tmp", 120),
+        "writer of another host, 2 min old": (f".chunk_000001_f.npz.{dead_pid()}@other-{host}.tmp", 120),
+    }
+    for name, age in files.values():
+        (folder / name).write_bytes(b"partial")
+        os.utime(folder / name, (now - age, now - age))
+    assert list(cache.load("fan", "test")) == ["x.wav"]
+    left = {what for what, (name, _) in files.items() if (folder / name).exists()}
+    assert left == {
+        "dead writer, just written",
+        "live writer, 2 min old",
+        "writer of another host, 2 min old",
+    }
 
 
 class Counting:
@@ -123,17 +171,27 @@ def test_a_killed_run_resumes_where_it_stopped(tiny_dataset, patch_encoder, tmp_
     np.testing.assert_array_equal(result.embeddings, fresh.embeddings)
 
 
-def test_an_edited_clip_is_embedded_again(tiny_dataset, patch_encoder, tmp_path):
+def test_a_clip_replaced_with_its_size_and_times_kept_is_embedded_again(
+    tiny_dataset, patch_encoder, tmp_path
+):
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)
     settings = settings_for(patch_encoder, tmp_path / "cache")
-    clips = list_clips(data, "fan", "train")
+    clips = list_clips(data, "fan", "test")
     embed_clips(settings.extractor().fit(), clips, cache=open_cache(settings, settings.extractor().fit()))
-    os.utime(clips[0].path, ns=(5, 5))
+    normal = next(c.path for c in clips if c.label == "normal")
+    stat = normal.stat()
+    wave, rate = sf.read(normal, dtype="float32")
+    sf.write(normal, wave[::-1] * 0.5, rate, subtype="PCM_16")  # another recording of the same length
+    os.utime(normal, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the times kept, as `cp -p` does
+    assert normal.stat().st_size == stat.st_size and normal.stat().st_mtime_ns == stat.st_mtime_ns
+
     extractor = settings.extractor().fit()
     counter = Counting(extractor)
-    embed_clips(extractor, clips, cache=open_cache(settings, extractor), progress=False)
-    assert counter.featurised == 2  # the edited clip, and the too-short one that is never cached
+    cached = embed_clips(extractor, clips, cache=open_cache(settings, extractor), progress=False)
+    assert counter.featurised == 1  # the replaced clip only (the unreadable one fails before)
+    fresh = embed_clips(settings.extractor().fit(), clips, cache=None, progress=False)
+    np.testing.assert_array_equal(cached.embeddings, fresh.embeddings)
 
 
 def test_changing_only_the_detector_rescoring_uses_the_cache(

@@ -187,3 +187,46 @@ def test_layout_errors_name_the_folder(tmp_path):
         list_clips(tmp_path / "ds", "fan", "test")
     with pytest.raises(ValueError, match="split"):
         list_clips(tmp_path / "ds", "fan", "dev")
+
+
+def test_links_that_lead_nowhere_are_listed_to_be_reported(tmp_path):
+    from frozenasd.dcase import link_problem
+
+    test = tmp_path / "fan" / "test"
+    good = _touch(test / "section_00_source_test_normal_0000_a_1.wav")
+    (test / "section_00_source_test_normal_0001_a_1.wav").symlink_to(good)
+    (test / "section_00_source_test_normal_0002_a_1.wav").symlink_to(test / "gone.wav")
+    (test / "section_00_source_test_normal_0003_a_1.wav").symlink_to(
+        test / "section_00_source_test_normal_0003_a_1.wav"
+    )
+    (test / "section_00_source_test_normal_0004_a_1.wav").symlink_to(tmp_path)  # a folder: not a clip
+    clips = list_clips(tmp_path, "fan", "test")
+    assert [c.name[-12:] for c in clips] == ["0000_a_1.wav", "0001_a_1.wav", "0002_a_1.wav", "0003_a_1.wav"]
+    reasons = [link_problem(c.path) for c in clips]
+    assert reasons[:2] == [None, None]
+    assert reasons[2] == f"broken symbolic link: its target {test / 'gone.wav'} does not exist"
+    assert reasons[3].startswith("symbolic link loop")
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+    _make_dataset(tmp_path)
+    listing = Path.iterdir
+
+    def denied(self):
+        if self.name == "test":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    assert len(list_clips(tmp_path, "fan", "train")) == 2
+    with pytest.raises(LayoutError, match=r"fan/test: cannot list the 'test' folder \(Permission denied\)"):
+        list_clips(tmp_path, "fan", "test")
+    monkeypatch.setattr(Path, "iterdir", lambda self: denied(self.parent / "test"))
+    with pytest.raises(LayoutError, match=r"cannot list the dataset folder \(Permission denied\)"):
+        discover_machines(tmp_path)
+
+
+def test_numbers_in_names_are_ascii_digits():
+    assert parse_clip_name("section_²_source_test_normal_0000.wav").section is None
+    assert parse_clip_name("id_٣_00000000.wav").section is None
+    assert parse_clip_name("section_123_source_test_normal_0000.wav").section == "123"

@@ -267,3 +267,50 @@ def test_decision_without_score_file(tmp_path, clips):
     (tmp_path / "decision_result_pump_section_00_test.csv").write_text("a.wav,0\n")
     with pytest.raises(LayoutError, match="decision_result_pump_section_00_test.csv"):
         evaluate_submission(tmp_path)
+
+
+def touch_dataset(root, clips_by_machine):
+    """A dataset folder holding (empty) test clips of the given names."""
+    for machine, c in clips_by_machine.items():
+        (root / machine / "test").mkdir(parents=True, exist_ok=True)
+        for n in c["names"]:
+            (root / machine / "test" / n).touch()
+
+
+def test_a_machine_of_the_dataset_without_score_files_is_an_error(tmp_path, clips):
+    from frozenasd.cli import main
+
+    result_dir, root = tmp_path / "res", tmp_path / "data"
+    write_dev_submission(result_dir, {"fan": clips["fan"]})
+    touch_dataset(root, clips)
+    with pytest.raises(LayoutError, match=r"valve \(anomaly_score_valve_section_00_test\.csv\)"):
+        evaluate_submission(result_dir, dataset_root=root)
+    assert main(["evaluate", str(result_dir), "--dataset", str(root)]) == 2
+    assert evaluate_submission(result_dir)["machines"].keys() == {"fan"}  # without --dataset: what is there
+
+
+def test_odd_file_names_round_trip_through_the_submission_files(tmp_path):
+    """Names with a carriage return, a line feed, commas, quotes or bytes that are not UTF-8."""
+    import os
+
+    odd = ["a\rb", "c\nd", 'e,"f"', "g,h", os.fsdecode(b"i\xffj"), " k "]
+    c = make_clips(0, n_per_cell=len(odd))
+    c["names"] = [n.replace("_vel_", f"_{odd[i % len(odd)]}_") for i, n in enumerate(c["names"])]
+    result_dir, root = tmp_path / "res", tmp_path / "data"
+    write_dev_submission(result_dir, {"fan": c})
+    touch_dataset(root, {"fan": c})
+    got = evaluate_submission(result_dir, dataset_root=root)["machines"]["fan"]
+    assert got["n_clips"] == len(c["names"])
+    assert got["auc"] == pytest.approx(machine_metrics(c["y"], c["s"], c["d"])["auc"])
+    text = (result_dir / "anomaly_score_fan_section_00_test.csv").read_text(encoding="utf-8")
+    assert "_i\\xffj_" in text
+
+
+def test_sections_of_three_or_more_digits(tmp_path):
+    c = make_clips(1, section="123")
+    result_dir, root = tmp_path / "res", tmp_path / "data"
+    write_dev_submission(result_dir, {"fan": c}, section="123")
+    touch_dataset(root, {"fan": c})
+    assert (result_dir / "anomaly_score_fan_section_123_test.csv").is_file()
+    got = evaluate_submission(result_dir, dataset_root=root)["machines"]["fan"]
+    assert got["n_clips"] == len(c["names"])

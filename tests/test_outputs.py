@@ -269,3 +269,39 @@ def test_root_metrics_shim_reexports():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.compute_and_save_metrics is outputs.compute_and_save_metrics
+
+
+@pytest.mark.parametrize(
+    "section,expected", [(0, "00"), ("000", "00"), ("7", "07"), ("123", "123"), ("section_123456", "123456")]
+)
+def test_section_numbers_of_any_length_name_submission_files(tmp_path, section, expected):
+    score_path, _ = write_submission(tmp_path, "fan", section, ["a.wav"], [1.0], None)
+    assert score_path.name == f"anomaly_score_fan_section_{expected}_test.csv"
+
+
+@pytest.mark.parametrize("section", ["1" * 17, "²", "-1", "1.5"])
+def test_section_numbers_that_cannot_name_a_file(section):
+    with pytest.raises(ValueError, match="section must be a number of at most 16 digits"):
+        outputs.section_id(section)
+
+
+def test_csv_outputs_read_back_names_with_line_breaks_commas_quotes_and_bad_bytes(tmp_path):
+    import os
+
+    names = [f"/d/{n}.wav" for n in ("a\rb", "c\nd", "e\r\nf", 'g,"h"', "i,j", os.fsdecode(b"k\xffl"), "m")]
+    write_scores_csv(tmp_path / "scores.csv", names, np.arange(len(names)) / 3, [0, 1, None, 0, 1, 0, 1])
+    paths, scores, labels = read_scores_csv(tmp_path / "scores.csv")
+    assert paths == [outputs.printable(n) for n in names]
+    assert paths[5] == "/d/k\\xffl.wav" and paths[:5] == names[:5]
+    np.testing.assert_array_equal(scores, np.arange(len(names)) / 3)
+    assert labels == [0, 1, None, 0, 1, 0, 1]
+    score_path, decision_path = write_submission(tmp_path, "fan", 0, names, np.arange(len(names)), [1] * 7)
+    for path in (score_path, decision_path):
+        rows = read_rows(path)
+        assert sorted(r[0] for r in rows) == sorted(outputs.printable(Path(n).name) for n in names)
+        assert all(len(r) == 2 for r in rows)
+    skipped = [(names[0], "reason with a\rreturn"), (names[5], f"cannot read {names[5]}")]
+    write_metrics_txt(tmp_path / "metrics.txt", {"auc": 0.5}, skipped)
+    assert read_metrics_txt(tmp_path / "metrics.txt")["skipped"] == [
+        (outputs.printable(p), outputs.printable(r)) for p, r in skipped
+    ]

@@ -2,9 +2,10 @@
 
 A cache folder is keyed by everything that determines an embedding except the clip: the model file's
 sha256, the frontend parameters and the extractor's settings. Inside it, each (machine, split) has
-numbered chunk files written atomically; every row is keyed by its clip's identity (resolved path,
-size, modification time), so an edited or replaced file is embedded again. A run killed halfway
-keeps the chunks it finished and restarts from there.
+numbered chunk files written atomically; every row is keyed by its clip's identity (a hash of the
+file's bytes), so an edited or replaced file is embedded again, whatever its modification time says.
+A run killed halfway keeps the chunks it finished and restarts from there; the temporary file of a
+chunk it was writing is removed by a later run once it is clearly abandoned.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
+import time
 import uuid
 import zipfile
 from collections.abc import Iterable
@@ -20,9 +24,18 @@ from typing import Any
 
 import numpy as np
 
-# Bumped whenever the embeddings a given model and settings produce change (2: files read at a
-# frontend rate other than 16 kHz are no longer resampled a second time), so no stale entry is read.
-FORMAT = 2
+from frozenasd.dcase import link_problem
+from frozenasd.errors import AudioError
+
+# Bumped whenever the embeddings a given model and settings produce change, or the rows' keys do, so
+# no stale entry is read (2: files read at a frontend rate other than 16 kHz are no longer resampled a
+# second time; 3: rows are keyed by a hash of the clip's bytes instead of its path, size and mtime).
+FORMAT = 3
+# A chunk's temporary file is written in well under a second. One this old whose writer (a process of
+# this host) has ended is left over from a killed run; one older than the second limit always is.
+ABANDONED_SECONDS = 60.0
+STALE_SECONDS = 3600.0
+_TMP_NAME = re.compile(r"^\.chunk_.*\.(?P<pid>\d+)@(?P<host>[^@/]*)\.tmp$")
 
 
 def default_cache_dir() -> Path:
@@ -33,18 +46,55 @@ def default_cache_dir() -> Path:
     return Path(base) / "frozenasd"
 
 
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, digest: Any, block: int = 1 << 20) -> str:
+    """Hex digest of the file's bytes, read in blocks, with ``digest`` (a new hashlib object)."""
     with open(path, "rb") as f:
         while chunk := f.read(block):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    return file_digest(path, hashlib.sha256(), block)
+
+
 def clip_identity(path: str | os.PathLike) -> str:
-    """``<resolved path>|<size>|<mtime ns>``: changes when the file is replaced or edited."""
-    st = os.stat(path)
-    return f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    """``<blake2b of the file's bytes><extension>``: changes whenever the content does.
+
+    Size and modification time cannot tell: a copy that keeps them (``cp -p``, ``rsync -t``) may
+    replace a clip with another. Raises AudioError naming the file when it cannot be read.
+    """
+    try:
+        digest = file_digest(path, hashlib.blake2b(digest_size=20))
+    except OSError as exc:
+        reason = link_problem(Path(path)) or f"cannot read the file ({exc.strerror or exc})"
+        raise AudioError(f"{path}: {reason}") from exc
+    return digest + Path(path).suffix.lower()
+
+
+def _writer_gone(pid: int, host: str) -> bool:
+    """True when ``pid`` of ``host`` is known to have ended (only a process of this host can be checked)."""
+    if host != socket.gethostname() or os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: it exists
+        return False
+    return False
+
+
+def _abandoned(tmp: Path, now: float) -> bool:
+    """A chunk's temporary file that no running process will finish."""
+    try:
+        age = now - tmp.stat().st_mtime
+    except OSError:
+        return False  # already gone
+    if age > STALE_SECONDS:
+        return True
+    match = _TMP_NAME.match(tmp.name)
+    return age > ABANDONED_SECONDS and match is not None and _writer_gone(int(match["pid"]), match["host"])
 
 
 def cache_key(model_sha256: str, settings: dict[str, Any]) -> str:
@@ -64,9 +114,20 @@ class EmbeddingCache:
         return self.folder / machine / split
 
     def load(self, machine: str, split: str) -> dict[str, np.ndarray]:
-        """Every cached embedding of this machine and split, by clip identity."""
+        """Every cached embedding of this machine and split, by clip identity.
+
+        Temporary files that runs killed while writing a chunk left behind are removed.
+        """
         found: dict[str, np.ndarray] = {}
-        for chunk in sorted(self._split_dir(machine, split).glob("chunk_*.npz")):
+        folder = self._split_dir(machine, split)
+        now = time.time()
+        for tmp in folder.glob(".chunk_*.tmp"):
+            if _abandoned(tmp, now):
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError:  # e.g. another user's file in a shared cache: it stays
+                    pass
+        for chunk in sorted(folder.glob("chunk_*.npz")):
             try:
                 with np.load(chunk, allow_pickle=False) as data:
                     rows = dict(zip(data["ids"].tolist(), data["embeddings"], strict=True))
@@ -89,7 +150,7 @@ class EmbeddingCache:
         # writing to the same chunk or temporary file.
         number = len(list(folder.glob("chunk_*.npz")))
         target = folder / f"chunk_{number:06d}_{uuid.uuid4().hex}.npz"
-        tmp = folder / f".{target.name}.tmp"
+        tmp = folder / f".{target.name}.{os.getpid()}@{socket.gethostname()}.tmp"
         with open(tmp, "wb") as f:
             np.savez(f, ids=np.array([i for i, _ in items]), embeddings=np.stack([e for _, e in items]))
         os.replace(tmp, target)

@@ -22,6 +22,7 @@ File-name conventions understood by :func:`parse_clip_name` (extension removed f
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterable
@@ -51,8 +52,8 @@ LAYOUT_HINT = "expected <root>/<machine>/{train,test}/*.wav"
 _DOMAINS = ("source", "target")
 _LABELS = ("normal", "anomaly")
 _NO_ATTRIBUTE = "noAttribute"
-_NAME_2020 = re.compile(r"^(?:(normal|anomaly)_)?id_(\d+)_(\d+)$")
-_SECTION_ANYWHERE = re.compile(r"(?:^|_)(?:section|id)_(\d+)(?:_|$)")
+_NAME_2020 = re.compile(r"^(?:(normal|anomaly)_)?id_(\d+)_(\d+)$", re.ASCII)
+_SECTION_ANYWHERE = re.compile(r"(?:^|_)(?:section|id)_(\d+)(?:_|$)", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ def _strip_extension(name: str) -> str:
     return base
 
 
+def _is_number(token: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts superscripts and other scripts' digits."""
+    return token.isascii() and token.isdigit()
+
+
 def _pairs(tokens: list[str]) -> tuple[tuple[str, str], ...]:
     if tokens == [_NO_ATTRIBUTE]:
         return ()
@@ -131,18 +137,18 @@ def _pairs(tokens: list[str]) -> tuple[tuple[str, str], ...]:
 def _parse_section_name(stem: str) -> ClipName | None:
     """Parse the 2021+ convention; None when the name does not follow it."""
     tokens = stem.split("_")
-    if len(tokens) < 3 or tokens[0] != "section" or not tokens[1].isdigit():
+    if len(tokens) < 3 or tokens[0] != "section" or not _is_number(tokens[1]):
         return None
     section, rest = tokens[1], tokens[2:]
     domain = rest.pop(0) if rest and rest[0] in _DOMAINS else None
     split = rest.pop(0) if rest and rest[0] in SPLITS else None
     label = None
     kind_token = False
-    if rest and not rest[0].isdigit():
+    if rest and not _is_number(rest[0]):
         kind_token = True
         label = rest[0] if rest[0] in _LABELS else None
         rest.pop(0)
-    if not rest or not rest[0].isdigit():
+    if not rest or not _is_number(rest[0]):
         return None
     index, attributes = rest[0], _pairs(rest[1:])
     anonymised = not kind_token and not rest[1:]
@@ -178,7 +184,18 @@ def parse_clip_name(name: str) -> ClipName:
 
 
 def _has_split_folder(folder: Path) -> bool:
-    return any((folder / split).is_dir() for split in ("train", "test"))
+    try:
+        return any((folder / split).is_dir() for split in ("train", "test"))
+    except PermissionError:  # listed as a machine, so that the run names it as unreadable
+        return True
+
+
+def _entries(folder: Path, what: str) -> list[Path]:
+    """The entries of ``folder``; LayoutError naming it when it cannot be listed."""
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise LayoutError(f"{folder}: cannot list the {what} ({exc.strerror or exc})") from exc
 
 
 def discover_machines(root: str | os.PathLike[str]) -> list[str]:
@@ -190,7 +207,7 @@ def discover_machines(root: str | os.PathLike[str]) -> list[str]:
         raise LayoutError(f"{root}: dataset path is not a folder ({LAYOUT_HINT})")
     machines = sorted(
         entry.name
-        for entry in root.iterdir()
+        for entry in _entries(root, "dataset folder")
         if entry.is_dir() and not entry.name.startswith(".") and _has_split_folder(entry)
     )
     if not machines:
@@ -202,22 +219,51 @@ def discover_machines(root: str | os.PathLike[str]) -> list[str]:
 
 
 def is_audio_file(path: Path) -> bool:
-    """A file whose extension is an audio format read here; hidden files are not."""
+    """A file whose extension is an audio format read here; hidden files are not.
+
+    A symbolic link that leads nowhere (its target is missing, or it is part of a loop) counts, so that
+    it is reported as unusable rather than left out unnoticed; a folder or other non-file does not.
+    """
     # Hidden files are skipped: archives made on macOS carry "._<name>.wav" metadata files.
-    return not path.name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+    if path.name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
+        return False
+    return path.is_file() or link_problem(path) is not None
+
+
+def link_problem(path: Path) -> str | None:
+    """Why the symbolic link ``path`` cannot be followed (a loop, a missing target), else None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return f"broken symbolic link: its target {os.readlink(path)} does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop: following the link leads back to it"
+        return f"symbolic link cannot be followed ({exc.strerror or exc})"
+    return None
 
 
 def list_clips(root: str | os.PathLike[str], machine: str, split: str) -> list[Clip]:
-    """The audio clips of one machine and split, sorted by file name (an empty folder gives [])."""
+    """The audio clips of one machine and split, sorted by file name (an empty folder gives []).
+
+    Broken symbolic links are listed too (see :func:`is_audio_file`); reading them fails with a reason.
+    A folder that cannot be listed raises LayoutError naming it.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     machine_dir = Path(root).expanduser() / machine
-    if not machine_dir.is_dir():
-        raise LayoutError(f"{machine_dir}: machine folder does not exist ({LAYOUT_HINT})")
     split_dir = machine_dir / split
-    if not split_dir.is_dir():
-        raise LayoutError(f"{split_dir}: '{split}' folder does not exist ({LAYOUT_HINT})")
-    files = sorted((p for p in split_dir.iterdir() if is_audio_file(p)), key=lambda p: p.name)
+    try:
+        if not machine_dir.is_dir():
+            raise LayoutError(f"{machine_dir}: machine folder does not exist ({LAYOUT_HINT})")
+        if not split_dir.is_dir():
+            raise LayoutError(f"{split_dir}: '{split}' folder does not exist ({LAYOUT_HINT})")
+    except PermissionError as exc:
+        raise LayoutError(f"{machine_dir}: cannot read the machine folder ({exc.strerror})") from exc
+    entries = _entries(split_dir, f"'{split}' folder")
+    files = sorted((p for p in entries if is_audio_file(p)), key=lambda p: p.name)
     return [Clip.from_path(p, machine, split) for p in files]
 
 

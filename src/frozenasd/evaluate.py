@@ -13,7 +13,9 @@ directory laid out as the official evaluator's::
                                                         <anonymised wav name>,<full name without .wav>
 
 The attribute table lets a submission name evaluation clips by their full names; they are mapped back
-to the anonymised names. Rows are matched to the ground truth by file name.
+to the anonymised names. Rows are matched to the ground truth by file name. File names are taken as
+written (only the values are stripped of spaces); names that are not valid UTF-8 are matched in the
+escaped form the outputs write (see ``outputs.printable``).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from frozenasd.dcase import discover_machines, list_clips
 from frozenasd.errors import LayoutError
 from frozenasd.metrics import clipped_hmean, domain_decision_metrics, machine_metrics, official_score
-from frozenasd.outputs import domain_from_name, label_from_name
+from frozenasd.outputs import domain_from_name, label_from_name, printable, section_id
 
 PathLike = str | os.PathLike
 
-_SCORE_FILE = re.compile(r"^anomaly_score_(?P<machine>[^_]+)_section_(?P<section>\d{2})_test\.csv$")
-_GT_FILE = re.compile(r"^ground_truth_(?P<machine>[^_]+)_section_(?P<section>\d{2})_test\.csv$")
+_SCORE_FILE = re.compile(r"^anomaly_score_(?P<machine>[^_]+)_section_(?P<section>[0-9]{2,})_test\.csv$")
+_GT_FILE = re.compile(r"^ground_truth_(?P<machine>[^_]+)_section_(?P<section>[0-9]{2,})_test\.csv$")
 _DOMAIN_NAMES = {0: "source", 1: "target"}
 _TABLE_KEYS = ("auc_source", "auc_target", "pauc", "hmean")
 
@@ -52,7 +55,7 @@ def _read_pairs(path: Path) -> dict[str, str]:
                 continue
             if len(row) != 2:
                 raise LayoutError(f"{path}:{lineno}: expected '<wav file name>,<value>', got {row!r}")
-            name, value = row[0].strip(), row[1].strip()
+            name, value = row[0], row[1].strip()
             if name in pairs:
                 raise LayoutError(f"{path}: {name!r} is listed twice (lines {first_line[name]} and {lineno})")
             pairs[name] = value
@@ -118,13 +121,25 @@ def _read_ground_truth(gt_dir: Path, machine: str, section: str) -> tuple[dict[s
     return truth, aliases
 
 
+def _test_clips_by_section(dataset_root: Path, machine: str) -> dict[str, set[str]]:
+    """``{section: file names}`` of a machine's test clips, grouped and named as ``run`` writes them."""
+    found: dict[str, set[str]] = {}
+    for clip in list_clips(dataset_root, machine, "test"):
+        try:
+            section = section_id(clip.section or "00")
+        except ValueError:  # a section number too long for a file name: never in a submission
+            continue
+        found.setdefault(section, set()).add(printable(clip.name))
+    return found
+
+
 def _check_dataset(
     dataset_root: Path, machine: str, section: str, names: list[str], score_path: Path
 ) -> None:
     test_dir = dataset_root / machine / "test"
     if not test_dir.is_dir():
         raise LayoutError(f"{test_dir}: test folder of machine {machine!r} not found")
-    on_disk = {p.name for p in test_dir.glob(f"section_{section}_*.wav")}
+    on_disk = _test_clips_by_section(dataset_root, machine).get(section_id(section), set())
     listed = set(names)
     missing = sorted(on_disk - listed)
     extra = sorted(listed - on_disk)
@@ -132,6 +147,27 @@ def _check_dataset(
         raise LayoutError(
             f"{score_path}: must list exactly the {len(on_disk)} test clips of {test_dir} "
             f"(section {section}); missing {missing[:3]}, not in the dataset {extra[:3]}"
+        )
+
+
+def _check_every_machine(result_dir: Path, dataset_root: Path, score_files: dict) -> None:
+    """LayoutError naming each machine of the dataset whose test sections have no score file."""
+    written = {(machine, section_id(section)) for machine, section in score_files}
+    missing: list[str] = []
+    for machine in discover_machines(dataset_root):
+        if not (dataset_root / machine / "test").is_dir():
+            continue
+        absent = [
+            f"anomaly_score_{machine}_section_{section}_test.csv"
+            for section in sorted(_test_clips_by_section(dataset_root, machine))
+            if (machine, section) not in written
+        ]
+        if absent:
+            missing.append(f"{machine} ({', '.join(absent)})")
+    if missing:
+        raise LayoutError(
+            f"{result_dir}: score files missing for {len(missing)} machine(s) of {dataset_root}: "
+            + "; ".join(missing)
         )
 
 
@@ -235,6 +271,8 @@ def evaluate_submission(
     gt_dir = None if ground_truth_dir is None else Path(ground_truth_dir)
     root = None if dataset_root is None else Path(dataset_root)
     score_files = _find_score_files(result_path)
+    if root is not None:
+        _check_every_machine(result_path, root, score_files)
     if gt_dir is not None:
         data_dir = gt_dir / "ground_truth_data"
         if not data_dir.is_dir():

@@ -2,6 +2,10 @@
 
 ``compute_and_save_metrics`` writes ``scores.csv``, ``metrics.txt`` and ``roc.png`` for one machine type;
 ``write_submission`` writes the two headerless CSVs the DCASE evaluator reads.
+
+Text files are UTF-8. A file name that is not valid UTF-8 (its undecodable bytes arrive as lone
+surrogates, see :func:`printable`) is written with those bytes as ``\\xNN`` escapes, the same way in
+every output, so that ``evaluate`` matches the rows to the files on disk.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import glob
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,56 @@ _TXT_LABELS = {
 _TXT_KEYS = {label: key for key, label in _TXT_LABELS.items()}
 _SKIPPED_LABEL = "skipped"
 _MISSING = "n/a"
+# Section numbers longer than this cannot be part of a submission file name (which must stay short).
+MAX_SECTION_DIGITS = 16
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CSV_SPECIAL = re.compile('[",\r\n]')
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # U+DC80..U+DCFF stand for the undecodable bytes 0x80..0xFF of a file name (surrogateescape).
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every lone surrogate written as a backslash escape, so it can be encoded as UTF-8.
+
+    Python gives the bytes of a file name that are not valid UTF-8 as the surrogates U+DC80..U+DCFF;
+    those become ``\\x80``..``\\xff`` (the byte), any other lone surrogate ``\\udNNN``. Other text is
+    returned unchanged.
+    """
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+def printable_data(value: Any) -> Any:
+    """``value`` with :func:`printable` applied to every string in it (dict keys too; tuples become lists)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {printable_data(k): printable_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_data(v) for v in value]
+    return value
+
+
+def _csv_field(value: Any) -> str:
+    """One CSV field: quoted when it holds a comma, a quote or a line break (``\\r`` included)."""
+    text = printable(str(value))
+    if _CSV_SPECIAL.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_csv_rows(path: PathLike, rows: Iterable[Sequence[Any]]) -> None:
+    """Write ``rows`` as UTF-8 CSV lines ending in ``\\n``, each read back whole by ``csv.reader``.
+
+    ``csv.writer`` with a ``\\n`` line terminator leaves a lone ``\\r`` unquoted, which a reader takes
+    for a line break; here every field with ``\\r``, ``\\n``, ``,`` or ``"`` is quoted.
+    """
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        for row in rows:
+            f.write(",".join(_csv_field(v) for v in row) + "\n")
 
 
 def label_from_name(name: PathLike) -> int | None:
@@ -72,11 +127,11 @@ def write_scores_csv(
         labels = [None] * len(paths)
     if len(labels) != len(paths):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(SCORES_HEADER)
-        for p, s, lab in zip(paths, scores, labels, strict=True):
-            writer.writerow([os.fspath(p), repr(float(s)), "" if lab is None else int(lab)])
+    rows = (
+        [os.fspath(p), repr(float(s)), "" if lab is None else int(lab)]
+        for p, s, lab in zip(paths, scores, labels, strict=True)
+    )
+    write_csv_rows(path, [SCORES_HEADER, *rows])
 
 
 def read_scores_csv(path: PathLike) -> tuple[list[str], np.ndarray, list[int | None]]:
@@ -138,7 +193,8 @@ def write_metrics_txt(
 ) -> None:
     """Write ``<label>: <value>`` lines (floats with 10 decimals, ``n/a`` for a missing value).
 
-    Each skipped clip becomes a line ``skipped: ["<path>", "<reason>"]`` (a JSON pair).
+    Each skipped clip becomes a line ``skipped: ["<path>", "<reason>"]`` (a JSON pair). Text is
+    written through :func:`printable`.
     """
     lines = []
     for key, value in metrics.items():
@@ -149,8 +205,9 @@ def write_metrics_txt(
         if "n_skipped" not in metrics:
             lines.append(f"{_TXT_LABELS['n_skipped']}: {len(skipped)}")
         for clip, reason in skipped:
-            lines.append(f"{_SKIPPED_LABEL}: {json.dumps([os.fspath(clip), str(reason)])}")
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            pair = [printable(os.fspath(clip)), printable(str(reason))]
+            lines.append(f"{_SKIPPED_LABEL}: {json.dumps(pair)}")
+    Path(path).write_text(printable("\n".join(lines) + "\n"), encoding="utf-8")
 
 
 def read_metrics_txt(path: PathLike) -> dict[str, Any]:
@@ -215,13 +272,18 @@ def plot_roc(path: PathLike, y_true: Any, y_score: Any, title: str | None = None
 # ---------------------------------------------------------------- DCASE submission
 
 
-def _section_id(section: int | str) -> str:
-    text = str(section)
-    if text.startswith("section_"):
-        text = text[len("section_") :]
-    if not text.isdigit() or len(text) > 2:
-        raise ValueError(f"section must be a number 0-99 (e.g. 0, '00', 'section_00'), got {section!r}")
-    return text.zfill(2)
+def section_id(section: int | str) -> str:
+    """The section as submission file names write it: at least two digits (``0``, ``'000'`` -> ``'00'``).
+
+    Raises ValueError for anything but a non-negative number of at most ``MAX_SECTION_DIGITS`` digits.
+    """
+    text = str(section).removeprefix("section_")
+    if not re.fullmatch(r"[0-9]+", text) or len(text.lstrip("0")) > MAX_SECTION_DIGITS:
+        raise ValueError(
+            f"section must be a number of at most {MAX_SECTION_DIGITS} digits "
+            f"(e.g. 0, '00', 'section_00', 123), got {section!r}"
+        )
+    return f"{int(text):02d}"
 
 
 def remove_submission_files(out_dir: PathLike, machine: str) -> list[Path]:
@@ -245,7 +307,7 @@ def submission_file_names(machine: str, section: int | str) -> tuple[str, str]:
     """The anomaly-score and decision-result file names for ``machine`` and ``section``."""
     if not machine or "_" in machine or "/" in machine or os.sep in machine:
         raise ValueError(f"machine name must be non-empty without '_' or path separators, got {machine!r}")
-    ss = _section_id(section)
+    ss = section_id(section)
     return (
         f"anomaly_score_{machine}_section_{ss}_test.csv",
         f"decision_result_{machine}_section_{ss}_test.csv",
@@ -279,9 +341,7 @@ def write_submission(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     score_path = out / score_name
-    with open(score_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerows([names[i], repr(float(values[i]))] for i in order)
+    write_csv_rows(score_path, ([names[i], repr(float(values[i]))] for i in order))
     if decisions is None:
         return score_path, None
     dec = np.asarray(decisions).ravel()
@@ -290,9 +350,7 @@ def write_submission(
     if not np.isin(dec, (0, 1)).all():
         raise ValueError(f"{machine}: decisions must be 0 or 1")
     decision_path = out / decision_name
-    with open(decision_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerows([names[i], int(dec[i])] for i in order)
+    write_csv_rows(decision_path, ([names[i], int(dec[i])] for i in order))
     return score_path, decision_path
 
 

@@ -26,7 +26,14 @@ from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import gamma_threshold, official_score
-from frozenasd.outputs import compute_and_save_metrics, remove_submission_files, write_submission
+from frozenasd.outputs import (
+    compute_and_save_metrics,
+    printable,
+    printable_data,
+    remove_submission_files,
+    section_id,
+    write_submission,
+)
 from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.report import MachineReport, write_report
 
@@ -61,7 +68,7 @@ def embed_clips(
     fails on (a batch that fails is embedded again clip by clip). ``clips`` are of one machine and
     split. Clips longer than the encoder's longest input are listed in ``cut`` and reported once.
     """
-    warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
+    warn = warn or (lambda message: tqdm.write(printable(message), file=sys.stderr))
     if not hasattr(extractor, "session_"):
         extractor.fit()
     sample_rate = extractor.frontend_["sample_rate"]
@@ -104,7 +111,7 @@ def embed_clips(
     with bar:
         for i, clip in enumerate(clips):
             try:
-                key = clip_identity(clip.path)
+                key = clip_identity(clip.path) if cache else ""
                 if key in cached:
                     found[i] = cached[key]
                     if longest is not None and samples_at(clip.path, sample_rate) > longest:
@@ -227,10 +234,17 @@ def run_machine(
         skipped=skipped,
         title=machine,
     )
+    left_out: list[tuple[Clip, str]] = []
     if submission_dir is not None:
-        write_submission_files(submission_dir, machine, test.clips, scores, threshold)
+        _, left_out = write_submission_files(submission_dir, machine, test.clips, scores, threshold)
+        for clip, reason in left_out:
+            print(
+                printable(f"warning: {clip.path}: left out of the submission files: {reason}"),
+                file=sys.stderr,
+            )
     metrics["threshold"] = threshold
     metrics["unscored_test_clips"] = [str(c.path) for c, _ in test.skipped]
+    metrics["not_in_submission"] = [str(c.path) for c, _ in left_out]
     record = {
         "versions": versions(),
         "machine_type": machine,
@@ -245,7 +259,8 @@ def run_machine(
         "cut": [str(c.path) for c in train.cut + test.cut],
         "metrics": metrics,
     }
-    (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    text = json.dumps(printable_data(record), indent=2, default=str) + "\n"
+    (out_dir / "run.json").write_text(text, encoding="utf-8")
     return MachineReport(
         machine=machine,
         paths=paths,
@@ -298,12 +313,21 @@ def versions() -> dict[str, str]:
 
 def write_submission_files(
     out_dir: Path, machine: str, clips: Sequence[Clip], scores: np.ndarray, threshold: float
-) -> list[Path]:
-    """One ``anomaly_score``/``decision_result`` pair per section of ``clips`` (earlier ones removed)."""
+) -> tuple[list[Path], list[tuple[Clip, str]]]:
+    """One ``anomaly_score``/``decision_result`` pair per section of ``clips`` (earlier ones removed).
+
+    Clips without a section go to section 00; sections that are the same number (``0``, ``00``,
+    ``000``) share their files. Returns the files written and the clips left out with the reason (a
+    section number too long to name a file).
+    """
     remove_submission_files(out_dir, machine)
     by_section: dict[str, list[int]] = {}
+    left_out: list[tuple[Clip, str]] = []
     for i, clip in enumerate(clips):
-        by_section.setdefault(clip.section or "00", []).append(i)
+        try:
+            by_section.setdefault(section_id(clip.section or "00"), []).append(i)
+        except ValueError as exc:
+            left_out.append((clip, str(exc)))
     written: list[Path] = []
     for section, rows in sorted(by_section.items()):
         written += write_submission(
@@ -314,7 +338,7 @@ def write_submission_files(
             scores[rows],
             (scores[rows] > threshold).astype(int),
         )
-    return written
+    return written, left_out
 
 
 def run(
@@ -336,6 +360,12 @@ def run(
     cache = open_cache(settings, extractor)
     results: dict[str, dict[str, Any] | str] = {}
     reports: list[MachineReport] = []
+    # Nothing of an earlier run may pass for this one's, even if this one is killed halfway: the
+    # summary and the report appear only once every machine is done.
+    for name in ("summary.md", "report.html"):
+        (Path(out_root) / name).unlink(missing_ok=True)
+    for machine in names:
+        _remove_outputs(Path(out_root), out_dir_for(Path(out_root), machine), machine)
     for machine in names:
         try:
             report = run_machine(
@@ -349,8 +379,8 @@ def run(
             )
             reports.append(report)
             results[machine] = report.metrics
-        except (FrozenASDError, ValueError) as exc:  # e.g. too few usable training clips
-            print(f"error: {machine}: {exc}", file=sys.stderr)
+        except (FrozenASDError, ValueError, OSError) as exc:  # e.g. too few usable training clips
+            print(printable(f"error: {machine}: {exc}"), file=sys.stderr)
             results[machine] = str(exc)
             _remove_outputs(Path(out_root), out_dir_for(Path(out_root), machine), machine)
     failed = {m: r for m, r in results.items() if isinstance(r, str)}
@@ -372,14 +402,16 @@ def write_run_summary(
     extractor: ONNXFeatureExtractor,
     failed: dict[str, str] | None = None,
 ) -> None:
-    """``summary.md``: the DCASE table of the machines scored and notes on what is missing; the report.
+    """The report, then ``summary.md``: the DCASE table of the machines scored and notes on what is missing.
 
     Without any machine scored, ``summary.md`` holds the errors only and no report is written.
+    ``summary.md`` is written last, so that a run stopped before it leaves none.
     """
     out_root.mkdir(parents=True, exist_ok=True)
     failures = [f"- {m}: not scored: {error}" for m, error in (failed or {}).items()]
     if not reports:
-        (out_root / "summary.md").write_text("No machine was scored.\n\n" + "\n".join(failures) + "\n")
+        text = "No machine was scored.\n\n" + "\n".join(failures) + "\n"
+        (out_root / "summary.md").write_text(printable(text), encoding="utf-8")
         (out_root / "report.html").unlink(missing_ok=True)
         return
     per_machine = {r.machine: r.metrics for r in reports}
@@ -397,8 +429,16 @@ def write_run_summary(
                 + (" …" if len(missing) > 5 else "")
                 + f" (reasons in {r.machine}'s metrics.txt and run.json)"
             )
+        left_out = r.metrics.get("not_in_submission") or []
+        if left_out:
+            notes.append(
+                f"- {r.machine}: {len(left_out)} test clip(s) are scored (scores.csv) but left out of the "
+                f"submission files, their section number being too long: "
+                + ", ".join(Path(p).name for p in left_out[:5])
+                + (" …" if len(left_out) > 5 else "")
+            )
     table = format_table({"machines": per_machine, "official_score": official})
-    (out_root / "summary.md").write_text(table + ("\n" + "\n".join(notes) + "\n" if notes else ""))
+    text = table + ("\n" + "\n".join(notes) + "\n" if notes else "")
     config = {
         "settings": settings.as_dict(),
         "encoder": extractor.metadata_.get("model", {}),
@@ -406,3 +446,4 @@ def write_run_summary(
         "versions": versions(),
     }
     write_report(out_root / "report.html", reports, config, official_score=official)
+    (out_root / "summary.md").write_text(printable(text), encoding="utf-8")  # last: the run is complete

@@ -103,16 +103,19 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
 
 def print_summary(results: dict) -> int:
     """Print one line per machine; return the exit code (1 when a machine failed)."""
+    from frozenasd.outputs import printable
+
     failed = 0
     for machine, result in results.items():
         if isinstance(result, str):
             failed += 1
-            print(f"{machine:>12}  FAILED: {result}")
+            print(printable(f"{machine:>12}  FAILED: {result}"))
             continue
         parts = [
             f"{key}={result[key]:.4f}"
             for key in ("auc", "pauc", "auc_source", "auc_target")
             if result.get(key) is not None
         ]
-        print(f"{machine:>12}  " + "  ".join(parts or [result.get("note") or "no metrics: scores written"]))
+        text = "  ".join(parts or [result.get("note") or "no metrics: scores written"])
+        print(printable(f"{machine:>12}  {text}"))
     return 1 if failed else 0

@@ -57,10 +57,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import csv
-
     from frozenasd.backbones import resolve_model
     from frozenasd.fitted import audio_files, score_files
+    from frozenasd.outputs import printable, write_csv_rows
 
     result = score_files(
         args.fitted,
@@ -75,12 +74,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
     ]
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["path", "score", "anomalous"])
-            writer.writerows(rows)
+        write_csv_rows(args.csv, [("path", "score", "anomalous"), *rows])
     for path, score, decision in rows:
-        print(f"{score}  {'ANOMALY' if decision else 'normal '}  {path}")
+        print(f"{score}  {'ANOMALY' if decision else 'normal '}  {printable(path)}")
     print(
         f"threshold {result.threshold:.6f}; {sum(r[2] for r in rows)} of {len(rows)} above it; "
         f"{len(result.skipped)} skipped"

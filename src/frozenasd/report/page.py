@@ -6,6 +6,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from frozenasd.outputs import printable
+
 _CSS = """
 :root { --fg: #1d2330; --muted: #5b6474; --line: #d9dee7; --bg: #ffffff; --panel: #f5f7fa;
         --accent: #2457a6; --bad: #b3261e; --good: #1e6b3a; }
@@ -63,7 +65,8 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 
 
 def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text; a file name's bytes that are not UTF-8 are written as ``\\xNN``."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 def _pct(value: Any) -> str:

@@ -29,11 +29,15 @@ _GROUP_STYLE = {
 
 
 def _svg(fig: Any, label: str) -> str:
-    """The figure as an inline ``<svg>`` element with real text (not glyph outlines)."""
+    """The figure as an inline ``<svg>`` element with real text (not glyph outlines).
+
+    Element ids are hashes of their content with a fixed salt (matplotlib's default salt is random), so
+    the same run writes the same report, and equal ids in one page stand for equal definitions.
+    """
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "frozenasd"}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
