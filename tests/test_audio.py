@@ -234,3 +234,181 @@ def test_bad_sample_rate_argument(tmp_path):
     sf.write(path, _sine(440, SAMPLE_RATE, 0.05), SAMPLE_RATE)
     with pytest.raises(ValueError):
         load_audio(path, sample_rate=0)
+
+
+# --- truncation and absurd headers of every container ------------------------------------------------
+
+_CONTAINERS = [  # (file name, format, subtype, rate, the container named in the error)
+    ("a.aiff", "AIFF", "PCM_16", 16000, "AIFF"),
+    ("ulaw.aifc", "AIFF", "ULAW", 16000, "AIFF"),
+    ("a.w64", "W64", "PCM_16", 16000, "W64"),
+    ("a.rf64", "RF64", "PCM_16", 16000, "RF64"),
+    ("a.caf", "CAF", "PCM_16", 16000, "CAF"),
+    ("a.au", "AU", "PCM_16", 16000, "AU"),
+    ("a.opus", "OGG", "OPUS", 48000, "Ogg"),
+    ("a.ogg", "OGG", "VORBIS", 16000, "Ogg"),
+]
+
+
+def _write_noise(path: Path, fmt: str, subtype: str, rate: int, seconds: float = 0.5) -> np.ndarray:
+    data = np.random.default_rng(7).uniform(-0.5, 0.5, (int(rate * seconds), 2))
+    sf.write(path, data, rate, format=fmt, subtype=subtype)
+    return data
+
+
+@pytest.mark.parametrize(("name", "fmt", "subtype", "rate", "container"), _CONTAINERS)
+def test_whole_files_of_every_container_load(tmp_path, name, fmt, subtype, rate, container):
+    path = tmp_path / name
+    data = _write_noise(path, fmt, subtype, rate)
+    assert abs(len(load_audio(path)) - len(data) * SAMPLE_RATE / rate) <= 1
+
+
+@pytest.mark.parametrize(("name", "fmt", "subtype", "rate", "container"), _CONTAINERS)
+def test_truncated_files_of_every_container_are_refused(tmp_path, name, fmt, subtype, rate, container):
+    whole = tmp_path / f"whole-{name}"
+    _write_noise(whole, fmt, subtype, rate)
+    blob = whole.read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(blob[: len(blob) - max(len(blob) // 100, 1)])  # its last percent cut off
+    _raises_with_path(cut, f"truncated {container} file")
+
+
+def _ogg_page_starts(blob: bytes) -> list[int]:
+    starts, pos = [], 0
+    while pos < len(blob):
+        starts.append(pos)
+        segments = blob[pos + 26]
+        pos += 27 + segments + sum(blob[pos + 27 : pos + 27 + segments])
+    return starts
+
+
+@pytest.mark.parametrize(("name", "subtype", "rate"), [("a.opus", "OPUS", 48000), ("a.ogg", "VORBIS", 16000)])
+def test_ogg_cut_between_pages_is_refused(tmp_path, name, subtype, rate):
+    whole = tmp_path / f"whole-{name}"
+    _write_noise(whole, "OGG", subtype, rate, seconds=2.0)
+    blob = whole.read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(blob[: _ogg_page_starts(blob)[-1]])  # every page whole, the end-of-stream page gone
+    _raises_with_path(cut, "truncated Ogg file: the stream ends without its end-of-stream page")
+
+
+_TEN_HOURS = 10 * 3600 * 16000 * 2 * 2  # bytes of 16-bit stereo at 16 kHz
+
+
+def _patched(blob: bytes, at: int, value: bytes) -> bytes:
+    return blob[:at] + value + blob[at + len(value) :]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "patch"),
+    [
+        ("a.rf64", "RF64", lambda b: _patched(b, b.index(b"ds64") + 16, struct.pack("<Q", _TEN_HOURS))),
+        ("a.w64", "W64", lambda b: _patched(b, b.index(b"data") + 16, struct.pack("<Q", _TEN_HOURS + 24))),
+        ("ssnd.aiff", "AIFF", lambda b: _patched(b, b.index(b"SSND") + 4, struct.pack(">I", _TEN_HOURS + 8))),
+        (
+            "comm.aiff",
+            "AIFF",
+            lambda b: _patched(b, b.index(b"COMM") + 10, struct.pack(">I", _TEN_HOURS // 4)),
+        ),
+        ("a.au", "AU", lambda b: _patched(b, 8, struct.pack(">I", _TEN_HOURS))),
+    ],
+)
+def test_header_declaring_hours_over_a_few_bytes_is_truncation(tmp_path, name, fmt, patch):
+    path = tmp_path / name
+    _write_noise(path, fmt, "PCM_16", 16000, seconds=0.1)
+    path.write_bytes(patch(path.read_bytes()))
+    _raises_with_path(path, rf"truncated {fmt} file: the header declares ({_TEN_HOURS}|{_TEN_HOURS // 4})")
+
+
+# --- sample rates, magnitudes and libsndfile's messages -------------------------------------------------
+
+
+def _wav_with_rate(path: Path, rate: int) -> Path:
+    sf.write(path, _sine(440, SAMPLE_RATE, 0.05), SAMPLE_RATE, subtype="PCM_16")
+    blob = path.read_bytes()
+    fmt = blob.index(b"fmt ") + 8
+    path.write_bytes(
+        _patched(_patched(blob, fmt + 4, struct.pack("<I", rate)), fmt + 8, struct.pack("<I", 2 * rate))
+    )
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 999, 768_001, 0x7FFFFFFF])
+def test_implausible_sample_rate_is_refused(tmp_path, rate):
+    path = _wav_with_rate(tmp_path / "rate.wav", rate)
+    _raises_with_path(path, f"sample rate of {rate} Hz, outside the 1000-768000 Hz")
+
+
+@pytest.mark.parametrize("rate", [1000, 768_000])
+def test_extreme_real_sample_rates_are_read(tmp_path, rate):
+    path = tmp_path / "edge.wav"
+    sf.write(path, _sine(100, rate, 0.1), rate, subtype="PCM_16")
+    assert abs(len(load_audio(path)) - 0.1 * SAMPLE_RATE) <= 1
+
+
+def test_samples_beyond_float32_are_named_as_such(tmp_path):
+    x = _sine(440, SAMPLE_RATE, 0.1)
+    x[[3, 50, 90, 91, 1000]] = 1e100
+    path = tmp_path / "huge.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype="DOUBLE")
+    _raises_with_path(path, r"5 samples far outside \[-1, 1\] \(largest magnitude 1e\+100")
+
+
+def test_uninformative_library_messages_get_a_reason(tmp_path):
+    zero_rate = _wav_with_rate(tmp_path / "zero.wav", 0)
+    _raises_with_path(
+        zero_rate, r"not a valid WAV file, its header is malformed or cut short \(libsndfile: .*SF_INFO"
+    )
+    aiff = tmp_path / "whole.aiff"
+    sf.write(aiff, _sine(440, SAMPLE_RATE, 0.1), SAMPLE_RATE, format="AIFF", subtype="PCM_16")
+    cut = tmp_path / "cut.aiff"
+    cut.write_bytes(aiff.read_bytes()[:36])  # inside the COMM chunk
+    _raises_with_path(
+        cut, r"not a valid AIFF file, its header is malformed or cut short \(libsndfile: Unspecified"
+    )
+
+
+def test_a_clip_too_short_to_give_one_sample_is_refused(tmp_path):
+    path = tmp_path / "one.wav"
+    sf.write(path, np.array([0.5]), 48000, subtype="FLOAT")  # 1 frame at 48 kHz: none at 16 kHz
+    _raises_with_path(path, "too short: its 1 frames at 48000 Hz give no sample at 16000 Hz")
+
+
+# --- memory ---------------------------------------------------------------------------------------------
+
+
+def test_a_block_holds_read_block_samples_whatever_the_channel_count(tmp_path, monkeypatch):
+    import frozenasd.audio as audio
+
+    path = tmp_path / "many.wav"
+    sf.write(path, np.zeros((1000, 40)), SAMPLE_RATE, subtype="PCM_16")
+    sizes: list[int] = []
+    read = audio.sf.SoundFile.read
+    monkeypatch.setattr(
+        audio.sf.SoundFile, "read", lambda self, n, **k: sizes.append(n) or read(self, n, **k)
+    )
+    monkeypatch.setattr(audio, "READ_BLOCK", 4000)
+    assert len(load_audio(path)) == 1000
+    assert max(sizes) == 100  # frames of 40 channels: 4000 samples
+
+
+def test_memory_is_the_mono_result_not_the_decoded_file(tmp_path, monkeypatch):
+    """Decoding, channel mean and resampling go a block at a time: a 48 kHz stereo file read to 16 kHz
+    costs about its float32 mono result, not the float64 signal at 48 kHz."""
+    import tracemalloc
+
+    import frozenasd.audio as audio
+
+    path = tmp_path / "long.wav"
+    seconds = 20
+    sf.write(path, np.zeros((48000 * seconds, 2), np.int16), 48000, subtype="PCM_16")
+    monkeypatch.setattr(audio, "READ_BLOCK", 1 << 16)
+    tracemalloc.start()
+    try:
+        y = load_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(y) == SAMPLE_RATE * seconds
+    block = (1 << 16) * 8
+    assert peak < 2 * y.nbytes + 6 * block, peak  # the float64 48 kHz signal alone is 3 × 2 × y.nbytes
