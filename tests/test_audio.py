@@ -412,3 +412,161 @@ def test_memory_is_the_mono_result_not_the_decoded_file(tmp_path, monkeypatch):
     assert len(y) == SAMPLE_RATE * seconds
     block = (1 << 16) * 8
     assert peak < 2 * y.nbytes + 6 * block, peak  # the float64 48 kHz signal alone is 3 × 2 × y.nbytes
+
+
+# --- fuzz ---------------------------------------------------------------------------------------------
+
+_FUZZ_FORMATS = [  # (file name, format, subtype)
+    ("pcm16.wav", "WAV", "PCM_16"),
+    ("float.wav", "WAV", "FLOAT"),
+    ("double.wav", "WAV", "DOUBLE"),
+    ("ext.wav", "WAVEX", "PCM_24"),
+    ("a.flac", "FLAC", "PCM_16"),
+    ("a.aiff", "AIFF", "PCM_16"),
+    ("ulaw.aifc", "AIFF", "ULAW"),
+    ("a.ogg", "OGG", "VORBIS"),
+    ("a.opus", "OGG", "OPUS"),
+    ("a.w64", "W64", "PCM_16"),
+    ("a.rf64", "RF64", "PCM_16"),
+    ("a.caf", "CAF", "PCM_16"),
+    ("a.au", "AU", "PCM_16"),
+    ("a.mp3", "MP3", "MPEG_LAYER_III"),
+]
+_ABSURD_WORDS = (0, 1, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
+_TEN_HOURS = 10 * 3600 * 8000 * 2 * 2  # bytes of 16-bit stereo at 8 kHz
+
+
+def _set(blob: bytes, at: int, value: bytes) -> bytes:
+    return blob[:at] + value + blob[at + len(value) :]
+
+
+def _absurd_headers(name: str, blob: bytes) -> dict[str, bytes]:
+    """Hand-made header fields of one valid file: absurd rates, channel counts and data sizes."""
+    out: dict[str, bytes] = {}
+    if name == "pcm16.wav":
+        fmt = blob.index(b"fmt ") + 8
+        for rate in (0, 1, 999, 768_001, 0xFFFFFFFF):
+            out[f"rate{rate}"] = _set(blob, fmt + 4, struct.pack("<I", rate))
+        for channels in (0, 1025, 0xFFFF):
+            out[f"channels{channels}"] = _set(blob, fmt + 2, struct.pack("<H", channels))
+        out["bits0"] = _set(blob, fmt + 14, struct.pack("<H", 0))
+        out["fmt_huge"] = _set(blob, fmt - 4, struct.pack("<I", 0x7FFFFFF0))
+        out["data_10h"] = _set(blob, blob.index(b"data") + 4, struct.pack("<I", _TEN_HOURS))
+    elif name == "a.rf64":
+        ds64 = blob.index(b"ds64") + 8
+        out["data_10h"] = _set(blob, ds64 + 8, struct.pack("<QQ", _TEN_HOURS, _TEN_HOURS // 4))
+        out["data_2e63"] = _set(blob, ds64 + 8, struct.pack("<Q", 1 << 63))
+    elif name == "a.w64":
+        out["data_10h"] = _set(blob, blob.index(b"data") + 16, struct.pack("<Q", _TEN_HOURS + 24))
+    elif name == "a.aiff":
+        comm, ssnd = blob.index(b"COMM") + 8, blob.index(b"SSND") + 4
+        out["frames_10h"] = _set(blob, comm + 2, struct.pack(">I", _TEN_HOURS // 4))
+        out["ssnd_10h"] = _set(blob, ssnd, struct.pack(">I", _TEN_HOURS + 8))
+        out["both_10h"] = _set(out["frames_10h"], ssnd, struct.pack(">I", _TEN_HOURS + 8))
+        out["rate_huge"] = _set(blob, comm + 8, bytes.fromhex("7ffe8000000000000000"))
+        out["rate_nan"] = _set(blob, comm + 8, bytes.fromhex("7fffc000000000000000"))
+        out["channels0"] = _set(blob, comm, struct.pack(">H", 0))
+    elif name == "a.au":
+        out["data_10h"] = _set(blob, 8, struct.pack(">I", _TEN_HOURS))
+        out["offset_huge"] = _set(blob, 4, struct.pack(">I", 0x7FFFFFFF))
+    elif name == "a.caf":
+        out["data_10h"] = _set(blob, blob.index(b"data") + 4, struct.pack(">q", _TEN_HOURS + 4))
+    return out
+
+
+def _malformed_files(root: Path, seed: int = 0) -> list[Path]:
+    """Seeded malformed files: cuts, byte flips and absurd header words of valid files, and garbage."""
+    rng = np.random.default_rng(seed)
+    signal = rng.uniform(-0.5, 0.5, (800, 2))  # 0.1 s of stereo noise at 8 kHz
+    variants: dict[str, bytes] = {"empty.wav": b"", "text.wav": b"not audio\n" * 30}
+    for magic in (
+        b"RIFF",
+        b"RIFF\x00\x01\x00\x00WAVEfmt ",
+        b"FORM",
+        b"OggS",
+        b"fLaC",
+        b"caff",
+        b".snd",
+        b"RF64",
+    ):
+        for size in (0, 8, 40, 600):
+            variants[f"{magic[:4].decode(errors='replace')}-garbage{size}.bin"] = magic + rng.bytes(size)
+    for name, fmt, subtype in _FUZZ_FORMATS:
+        valid = root / f"valid-{name}"
+        sf.write(valid, signal, 8000, format=fmt, subtype=subtype)
+        blob = valid.read_bytes()
+        stem, ext = name.rsplit(".", 1)
+        cuts = {1, 4, 8, 12, 16, 20, 24, 36, 44, 60, len(blob) - 1, *rng.integers(1, len(blob), 6).tolist()}
+        for cut in sorted(cuts):
+            variants[f"{stem}-cut{cut}.{ext}"] = blob[:cut]
+        for k in range(10):
+            flipped = bytearray(blob)
+            for at in rng.integers(0, min(len(blob), 128), rng.integers(1, 4)):
+                flipped[at] = rng.integers(0, 256)
+            variants[f"{stem}-flip{k}.{ext}"] = bytes(flipped)
+        for k in range(6):  # corrupt audio data, wherever it falls
+            flipped = bytearray(blob)
+            for at in rng.integers(0, len(blob), 8):
+                flipped[at] ^= 1 << int(rng.integers(0, 8))
+            variants[f"{stem}-data{k}.{ext}"] = bytes(flipped)
+        for k in range(8):
+            at = 2 * int(rng.integers(0, 32))
+            word = struct.pack("<>"[k % 2] + "I", _ABSURD_WORDS[rng.integers(len(_ABSURD_WORDS))])
+            variants[f"{stem}-word{k}.{ext}"] = _set(blob, at, word)
+        for field, mutated in _absurd_headers(name, blob).items():
+            variants[f"{stem}-{field}.{ext}"] = mutated
+    paths = []
+    for file_name, blob in variants.items():
+        path = root / file_name
+        path.write_bytes(blob)
+        paths.append(path)
+    return paths
+
+
+_LIBRARY_WORDS = (
+    "SF_INFO struct incomplete",
+    "Unspecified internal error",
+    "psf_fseek",
+    "File does not exist",
+)
+
+
+def _outcome(path: Path) -> np.ndarray | AudioError:
+    try:
+        return load_audio(path)
+    except AudioError as exc:
+        return exc
+    except Exception as exc:  # anything else is the failure this test looks for
+        pytest.fail(f"{path}: {exc!r} escaped load_audio")
+
+
+def test_no_malformed_file_escapes_a_clear_error_or_exhausts_the_machine(tmp_path):
+    """Every seeded malformed file is either read as a finite float32 signal of plausible length or
+    refused with an AudioError naming it, in bounded time and memory."""
+    import time
+    import tracemalloc
+
+    paths = _malformed_files(tmp_path)
+    assert len(paths) > 500
+    read = 0
+    for path in paths:
+        tracemalloc.start()
+        start = time.perf_counter()
+        try:
+            outcome = _outcome(path)
+            elapsed, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert elapsed < 2.0 and peak < 32 << 20, (path, elapsed, peak)
+        if isinstance(outcome, AudioError):
+            message = str(outcome)
+            assert str(path) in message, message
+            if any(words in message for words in _LIBRARY_WORDS):
+                assert "header is malformed or cut short" in message, message
+            continue
+        read += 1
+        assert outcome.dtype == np.float32 and outcome.ndim == 1, path
+        # at most 16 samples at 16 kHz per byte: one 8-bit frame at the lowest rate accepted, 1 kHz
+        assert 0 < outcome.size <= 16 * path.stat().st_size, (path, outcome.size)
+        assert np.isfinite(outcome).all(), path
+    assert 0 < read < len(paths) // 4  # the valid files and harmless flips are read, the rest refused
