@@ -133,7 +133,7 @@ def test_an_edited_clip_is_embedded_again(tiny_dataset, patch_encoder, tmp_path)
     extractor = settings.extractor().fit()
     counter = Counting(extractor)
     embed_clips(extractor, clips, cache=open_cache(settings, extractor), progress=False)
-    assert counter.featurised == 2  # the edited clip, and the too-short one that is never cached
+    assert counter.featurised == 1  # the edited clip (the too-short one, never cached, is refused when read)
 
 
 def test_changing_only_the_detector_rescoring_uses_the_cache(
