@@ -288,8 +288,13 @@ def test_ogg_cut_between_pages_is_refused(tmp_path, name, subtype, rate):
     _write_noise(whole, "OGG", subtype, rate, seconds=2.0)
     blob = whole.read_bytes()
     cut = tmp_path / name
-    cut.write_bytes(blob[: _ogg_page_starts(blob)[-1]])  # every page whole, the end-of-stream page gone
+    last = _ogg_page_starts(blob)[-1]
+    cut.write_bytes(blob[:last])  # every page whole, the end-of-stream page gone
     _raises_with_path(cut, "truncated Ogg file: the stream ends without its end-of-stream page")
+    cut.write_bytes(blob[: last + 10])
+    _raises_with_path(cut, f"truncated Ogg file: it ends inside the header of the page at byte {last}")
+    cut.write_bytes(blob + b"\0" * 10)  # trailing bytes that are no page are left to libsndfile
+    assert len(load_audio(cut)) > 0
 
 
 _TEN_HOURS = 10 * 3600 * 16000 * 2 * 2  # bytes of 16-bit stereo at 16 kHz

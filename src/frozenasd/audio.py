@@ -148,12 +148,10 @@ def _ogg_check(fh: BinaryIO, size: int) -> str | None:
     while pos < size:
         fh.seek(pos)
         header = fh.read(27)
-        if len(header) < 27 or header[:4] != b"OggS":
-            return (
-                None
-                if len(header) == 27
-                else f"truncated Ogg file: it ends inside a page header at byte {pos}"
-            )
+        if not (header.startswith(b"OggS") or b"OggS".startswith(header)):
+            return None  # not a page
+        if len(header) < 27:
+            return f"truncated Ogg file: it ends inside the header of the page at byte {pos}"
         flags, segments = header[5], header[26]
         lacing = fh.read(segments)
         length = 27 + segments + sum(lacing)
