@@ -293,3 +293,51 @@ def test_model_whose_frontend_does_not_fit_is_refused_before_audio(tmp_path, mon
     fine = mean_model(tmp_path / "f.onnx", ["batch", 1, 96, 64], {"name": "yamnet_logmel"}, [1, 2], 64)
     with pytest.raises(ModelError, match="f.onnx: target_frames applies to the eat_fbank frontend only"):
         ONNXFeatureExtractor(fine, target_frames=1024).fit()
+
+
+# ---------------------------------------------------------------- the clip lengths every frontend embeds
+@pytest.mark.parametrize(
+    ("name", "shortest"), [("eat_fbank", 400), ("yamnet_logmel", 400), ("aisfx_mel", 1102)]
+)
+def test_a_waveform_shorter_than_one_25_ms_frame_is_refused(name, shortest):
+    fe = get_frontend(name)
+    params = fe.resolve(None, "m.onnx")
+    assert fe.shortest_samples(params) == shortest == int(params["sample_rate"] * 0.025)
+    with pytest.raises(ValueError, match="fewer than one 25 ms frame|shorter than"):
+        fe.features(machine_like(shortest - 1, params["sample_rate"]), params)
+    assert np.isfinite(fe.features(machine_like(shortest, params["sample_rate"]), params)).all()
+
+
+@pytest.mark.parametrize("name", ["yamnet_logmel", "aisfx_mel"])
+def test_of_a_longer_clip_the_first_ten_minutes_are_embedded(name, monkeypatch):
+    fe = get_frontend(name)
+    params = fe.resolve(None, "m.onnx")
+    rate = params["sample_rate"]
+    assert fe.longest_samples(params) == 600 * rate
+    monkeypatch.setattr(type(fe), "longest_seconds", 3.0)  # the same cut, on a clip that is quick to make
+    wave = machine_like(5 * rate, rate)
+    np.testing.assert_array_equal(fe.features(wave, params), fe.features(wave[: 3 * rate], params))
+
+
+@pytest.mark.parametrize(
+    ("frontend", "shape", "axes", "dim"),
+    [("yamnet_logmel", ["batch", 1, 96, 64], [1, 2], 64), ("aisfx_mel", ["batch", 100, 96], [1], 96)],
+)
+def test_run_skips_clips_shorter_than_one_frame_with_every_frontend(tmp_path, frontend, shape, axes, dim):
+    import soundfile as sf
+
+    from frozenasd.dcase import Clip
+    from frozenasd.run import embed_clips
+
+    model = mean_model(tmp_path / "m.onnx", shape, {"name": frontend}, axes, dim)
+    clips = []
+    for ms in (10, 20, 30, 1000):  # 25 ms is the shortest clip embedded
+        path = tmp_path / f"section_00_source_test_normal_{ms:04d}_x.wav"
+        sf.write(path, machine_like(16 * ms, 16000), 16000)
+        clips.append(Clip.from_path(path, "fan", "test"))
+    messages: list[str] = []
+    embedded = embed_clips(ONNXFeatureExtractor(model).fit(), clips, progress=False, warn=messages.append)
+    assert embedded.clips == clips[2:]
+    assert [c for c, _ in embedded.skipped] == clips[:2]
+    assert all("too short" in reason for _, reason in embedded.skipped), embedded.skipped
+    assert f"skipped {clips[0].path}: too short" in messages[0]

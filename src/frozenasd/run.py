@@ -73,6 +73,7 @@ def embed_clips(
         extractor.fit()
     sample_rate = extractor.frontend_["sample_rate"]
     longest = extractor.longest_samples()
+    shortest = extractor.shortest_samples()
     # Of a longer clip only the start is embedded: reading a second more than that also tells it apart.
     most_seconds = None if longest is None else longest / sample_rate + 1.0
     cut: list[Clip] = []
@@ -118,7 +119,7 @@ def embed_clips(
                         cut.append(clip)
                     bar.update()
                     continue
-                wave = load_audio(clip.path, sample_rate, max_seconds=most_seconds)
+                wave = load_audio(clip.path, sample_rate, min_samples=shortest, max_seconds=most_seconds)
                 features = extractor.features(wave, sample_rate)
             except (FrozenASDError, ValueError, OSError, MemoryError) as exc:
                 if isinstance(exc, MemoryError):  # one huge file must not end the run

@@ -193,6 +193,11 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             return None
         return self._frontend().longest_samples(self.frontend_)
 
+    def shortest_samples(self) -> int:
+        """The fewest samples (at the frontend's rate) of a clip that is embedded: one 25 ms frame."""
+        self._check_open()
+        return self._frontend().shortest_samples(self.frontend_)
+
     # ----------------------------------------------------------------- encoder
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """Run the session on a stack of examples; return ``(B, dim)`` embeddings."""

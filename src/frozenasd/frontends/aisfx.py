@@ -136,6 +136,7 @@ class AisfxMel(Frontend):
 
     name = "aisfx_mel"
     description = "aiSFX mel blocks: 96 HTK mel 0-22050 Hz, 2048 / 1024 at 44.1 kHz, 100-frame blocks"
+    longest_seconds = 600.0
     defaults = {
         "sample_rate": 44100,
         "frame_size": 2048,
@@ -192,7 +193,7 @@ class AisfxMel(Frontend):
     def features(
         self, waveform: np.ndarray, params: dict[str, Any], *, target_frames: int | None = None
     ) -> np.ndarray:
-        spectrogram = aisfx_mel_spectrogram(waveform, params)
+        spectrogram = aisfx_mel_spectrogram(self._usable(waveform, params), params)
         return aisfx_blocks(
             spectrogram, params["block_frames"], params["block_hop"], params["drop_partial_block"]
         )

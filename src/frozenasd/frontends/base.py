@@ -24,6 +24,9 @@ LAYOUT_BTF = "BTF"  # (batch, time, mel): the example as it is, no channel axis
 # Frames per spectrogram chunk: a long recording's float64 intermediates stay at tens of megabytes.
 FRAME_CHUNK = 4096
 
+# A clip shorter than one analysis frame of this length is refused by every frontend.
+SHORTEST_MS = 25.0
+
 
 def in_frame_chunks(frames: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``compute`` (frames → one row per frame) applied ``FRAME_CHUNK`` frames at a time, stacked."""
@@ -66,6 +69,8 @@ class Frontend(ABC):
     fixed: ClassVar[frozenset[str]] = frozenset()
     #: Whether the extractor's ``target_frames`` option applies to this frontend.
     accepts_target_frames: ClassVar[bool] = False
+    #: Of a longer clip only the first this many seconds are embedded (None: the whole clip).
+    longest_seconds: ClassVar[float | None] = None
 
     # ------------------------------------------------------------ parameters
     def resolve(self, given: Mapping[str, Any] | None, source: object) -> dict[str, Any]:
@@ -132,7 +137,24 @@ class Frontend(ABC):
 
     def longest_samples(self, params: dict[str, Any]) -> int | None:
         """The most samples of a clip the features hold when the whole clip is asked for (None: all)."""
-        return None
+        if self.longest_seconds is None:
+            return None
+        return int(self.longest_seconds * params["sample_rate"])
+
+    def shortest_samples(self, params: dict[str, Any]) -> int:
+        """The fewest samples of a clip that are embedded: one 25 ms frame (truncated as Kaldi does)."""
+        return max(1, int(params["sample_rate"] * SHORTEST_MS * 0.001))
+
+    def _usable(self, waveform: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        """The waveform as float32, cut to ``longest_samples``; ValueError if shorter than one frame."""
+        x = _as_waveform(waveform)
+        shortest = self.shortest_samples(params)
+        if x.size < shortest:
+            raise ValueError(
+                f"waveform has {x.size} samples, fewer than one {SHORTEST_MS:g} ms frame ({shortest})"
+            )
+        longest = self.longest_samples(params)
+        return x if longest is None else x[:longest]
 
     @abstractmethod
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:

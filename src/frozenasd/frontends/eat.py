@@ -78,6 +78,11 @@ class EATFbank(Frontend):
         window, hop, _ = frame_params(params["sample_rate"])
         return (params["max_frames"] - 1) * hop + window
 
+    def shortest_samples(self, params: dict[str, Any]) -> int:
+        from frozenasd.fbank import frame_params
+
+        return frame_params(params["sample_rate"])[0]
+
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         if layout == LAYOUT_B3FT:  # (B, 3, mel, T), the mel channel replicated
             return np.ascontiguousarray(np.repeat(batch.transpose(0, 2, 1)[:, None], 3, axis=1))

@@ -105,6 +105,7 @@ class YAMNetLogMel(Frontend):
 
     name = "yamnet_logmel"
     description = "YAMNet log-mel patches: 64 mel 125-7500 Hz, 25 ms / 10 ms, 0.96 s every 0.48 s"
+    longest_seconds = 600.0
     defaults = {
         "sample_rate": 16000,
         "stft_window_seconds": 0.025,
@@ -144,6 +145,9 @@ class YAMNetLogMel(Frontend):
             "patch hop must be at least one sample",
         )
 
+    def shortest_samples(self, params: dict[str, Any]) -> int:
+        return _stft_sizes(params)[0]
+
     def input_layout(
         self,
         params: dict[str, Any],
@@ -165,7 +169,7 @@ class YAMNetLogMel(Frontend):
     def features(
         self, waveform: np.ndarray, params: dict[str, Any], *, target_frames: int | None = None
     ) -> np.ndarray:
-        log_mel = yamnet_log_mel(yamnet_pad(_as_waveform(waveform), params), params)
+        log_mel = yamnet_log_mel(yamnet_pad(self._usable(waveform, params), params), params)
         frames, hop_frames = _patch_sizes(params)
         patches = sliding_window_view(log_mel, frames, axis=0)[::hop_frames]  # (n, mel, frames)
         return np.ascontiguousarray(patches.transpose(0, 2, 1))
