@@ -312,10 +312,15 @@ def _decode(path: Path, f: sf.SoundFile, sample_rate: int, max_seconds: float | 
     return signal
 
 
+def library_path(path: str | os.PathLike[str]) -> str | bytes:
+    """``path`` as libsndfile should get it: its bytes on POSIX, so a name that is not UTF-8 opens too."""
+    return os.fsencode(path) if os.name == "posix" else os.fspath(path)
+
+
 def samples_at(path: str | os.PathLike[str], rate: int) -> float:
     """A file's length in samples at ``rate``, from its header alone; 0 when it cannot be read."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(library_path(path))
     except (sf.SoundFileError, RuntimeError, OSError):
         return 0.0
     return info.frames * rate / info.samplerate
@@ -345,7 +350,7 @@ def load_audio(
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(library_path(path)) as f:
             _check_rate(path, f.samplerate)
             cut = _header_check(path, f.frames)
             if cut is not None:

@@ -115,8 +115,9 @@ def _listenable(src: Path, folder: Path, name: str, used: set[str]) -> tuple[str
         return name, ""
     import soundfile as sf
 
-    # soundfile encodes a str path as strict UTF-8; the bytes open any name the file system holds.
-    with sf.SoundFile(os.fsencode(src) if os.name == "posix" else src) as f:
+    from frozenasd.audio import library_path
+
+    with sf.SoundFile(library_path(src)) as f:
         rate = f.samplerate
         data = f.read(int(EXCERPT_SECONDS * rate), dtype="float32", always_2d=True)
         whole = f.frames <= data.shape[0]
