@@ -1,4 +1,5 @@
-"""A `frozenasd run` killed with SIGKILL, then run again: the outputs are those of a run never stopped."""
+"""A `frozenasd run` killed with SIGKILL, then run again, or two at once on one cache: the outputs are
+those of a single run never stopped."""
 
 from __future__ import annotations
 
@@ -46,14 +47,19 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def frozenasd_run(data: Path, model: Path, out: Path, cache: Path, kill_at: str | None = None):
+def run_command(data: Path, model: Path, out: Path, cache: Path, kill_at: str | None = None) -> list[str]:
     args = ["run", "--data", str(data), "--model", str(model), "--out", str(out), "--cache-dir", str(cache)]
     head = (
         [sys.executable, "-m", "frozenasd"]
         if kill_at is None
         else [sys.executable, "-c", KILLED_RUN, kill_at]
     )
-    return subprocess.run([*head, *args, "--no-progress"], capture_output=True, text=True, timeout=120)
+    return [*head, *args, "--no-progress"]
+
+
+def frozenasd_run(data: Path, model: Path, out: Path, cache: Path, kill_at: str | None = None):
+    command = run_command(data, model, out, cache, kill_at)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def rows_in(cache: Path) -> list[str]:
@@ -111,3 +117,32 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_outputs(
     recomputed = 0 if lost is None else int(lost[1])  # embedded before the kill, lost with it
     assert recomputed <= CHUNK and len(after) - len(at_kill) <= n_embedded
     assert not list(cache.rglob(".chunk_*.tmp"))
+
+
+def test_two_runs_at_once_on_one_cache_give_the_outputs_of_one(
+    uninterrupted, tiny_dataset, patch_encoder, tmp_path
+):
+    reference, n_embedded = uninterrupted
+    cache = tmp_path / "cache"
+    runs = [
+        subprocess.Popen(
+            run_command(tiny_dataset, patch_encoder, tmp_path / f"out{i}", cache),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for process in runs:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    for i in range(2):
+        assert outputs(tmp_path / f"out{i}", cache) == reference
+    rows = rows_in(cache)  # every chunk whole (np.load reads each); a clip may be embedded by both
+    assert len(set(rows)) == n_embedded
+    assert not list(cache.rglob(".chunk_*.tmp"))
+
+    again = frozenasd_run(tiny_dataset, patch_encoder, tmp_path / "out2", cache)
+    assert again.returncode == 0, again.stderr
+    assert rows_in(cache) == rows  # the third run found every clip in the cache
+    assert outputs(tmp_path / "out2", cache) == reference
