@@ -73,6 +73,13 @@ def hf_config(weights: Path) -> dict | None:
     return cfg if isinstance(cfg, dict) else None
 
 
+def _plain_cfg(cfg: Any, path: Path) -> Any:
+    try:
+        return to_plain(cfg)
+    except ModelError as exc:
+        raise ModelError(f"{path}: cfg: {exc}") from exc
+
+
 def detect_layout(root: Any, path: Path) -> tuple[str, dict[str, Any], Any]:
     """(layout, the model's state dict, cfg as plain data) of an unpickled checkpoint."""
     if not isinstance(root, Mapping):
@@ -84,9 +91,9 @@ def detect_layout(root: Any, path: Path) -> tuple[str, dict[str, Any], Any]:
             cfg = {"model": root["args"]}  # older fairseq: an argparse.Namespace
         keys = list(model)
         if any(k.startswith(_IMAGE) for k in keys):
-            return "fairseq_pretrain", dict(model), to_plain(cfg)
+            return "fairseq_pretrain", dict(model), _plain_cfg(cfg, path)
         if any(k.startswith("model." + _IMAGE) for k in keys):
-            return "fairseq_finetune", dict(model), to_plain(cfg)
+            return "fairseq_finetune", dict(model), _plain_cfg(cfg, path)
         raise ModelError(f"{path}: state['model'] holds no EAT encoder keys (first keys: {keys[:5]})")
     keys = list(root)
     if any(k.startswith(_IMAGE) for k in keys):
