@@ -295,6 +295,14 @@ def test_inflating_records_are_read_no_further_than_they_can_need(tmp_path):
         load_torch_file(path)
 
 
+def test_storage_records_that_inflate_like_a_bomb_are_refused(tmp_path):
+    torch.save({"w": torch.zeros(1 << 20)}, tmp_path / "zeros.pt")  # 4 MiB of zeros
+    path = rewrite_zip(tmp_path / "zeros.pt", tmp_path / "bomb.pt", {}, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(ModelError, match=r"bomb\.pt: member '.*data/0': inflates \d+x, more than the 20x"):
+        load_torch_file(path)
+
+
 def test_tensors_that_repeat_their_storage_are_refused(tmp_path):
     torch.save({"x": torch.zeros(1).expand(1000, 1000)}, tmp_path / "stride0.pt")
     with pytest.raises(ModelError, match=r"stride0\.pt: .*shape \(1000, 1000\) repeats storage '0'"):
@@ -327,6 +335,13 @@ def test_deeply_nested_cfg_is_a_clear_error(tmp_path, monkeypatch):
     sys.setrecursionlimit(1000)
     with pytest.raises(ModelError, match=r"deep\.pt: cfg: .*nested more than 100 levels deep"):
         inspect_eat_checkpoint(tmp_path / "deep.pt")
+
+
+def test_deeply_nested_config_json_is_a_clear_error(tmp_path):
+    written = ec.write_hf(tmp_path / "hf")
+    (tmp_path / "hf" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match=r"config\.json: unreadable config\.json \(nested too deeply\)"):
+        inspect_eat_checkpoint(written.path)
 
 
 def test_budgets_leave_ten_times_the_largest_layout(tmp_path):

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from frozenasd import __version__
 from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.errors import ModelError
-from frozenasd.zip_limits import read_member, unreadable_reason
+from frozenasd.zip_limits import inflation_reason, read_member, unreadable_reason
 
 FORMAT = "frozenasd-detector"
 FORMAT_VERSION = 1
@@ -283,9 +283,9 @@ def _read_npy(
     """One ``.npy`` member: its header checked (dtype kind, size agreeing with the member) before its data."""
     key = info.filename[:-4][:80]
     what = f"{path}: array {key!r}"
-    inflation = info.file_size / max(info.compress_size, 1)
-    if info.compress_type != zipfile.ZIP_STORED and info.file_size > (1 << 20) and inflation > MAX_INFLATION:
-        raise ModelError(f"{what} inflates {inflation:.0f}x; refused as a zip bomb")
+    reason = inflation_reason(info, MAX_INFLATION)
+    if reason:
+        raise ModelError(f"{what} {reason}")
     if limit is not None and info.file_size > limit:
         raise ModelError(f"{what} is {info.file_size} bytes, more than the {limit} it can need")
     with zf.open(info) as fh:

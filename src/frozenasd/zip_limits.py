@@ -36,6 +36,14 @@ def unreadable_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def inflation_reason(info: zipfile.ZipInfo, max_inflation: float) -> str | None:
+    """Why a compressed member inflates implausibly (over its first MiB), or ``None``."""
+    inflation = info.file_size / max(info.compress_size, 1)
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > _BLOCK and inflation > max_inflation:
+        return f"inflates {inflation:.0f}x, more than the {max_inflation:g}x this file can need (a zip bomb)"
+    return None
+
+
 def iter_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Iterator[bytes]:
     """The bytes of ``info`` in blocks; raises :class:`ValueError` when the member is damaged or more than
     ``limit`` bytes, or more than it declares, come out."""
@@ -58,11 +66,14 @@ def read_member(
     limit: int,
     where: str,
     error: type[FrozenASDError] = FrozenASDError,
+    max_inflation: float | None = None,
 ) -> bytes:
     """Member ``info`` whole, if readable and at most ``limit`` bytes; else ``error`` naming ``where``."""
     reason = unreadable_reason(info)
     if reason is None and info.file_size > limit:
         reason = f"{info.file_size} bytes uncompressed, more than the {limit} this file can need"
+    if reason is None and max_inflation is not None:
+        reason = inflation_reason(info, max_inflation)
     if reason is None:
         try:
             return b"".join(iter_member(zf, info, limit))

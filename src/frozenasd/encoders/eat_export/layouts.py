@@ -70,6 +70,8 @@ def hf_config(weights: Path) -> dict | None:
         cfg = json.loads(config_json.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"{config_json}: unreadable config.json ({exc})") from exc
+    except RecursionError:
+        raise ModelError(f"{config_json}: unreadable config.json (nested too deeply)") from None
     return cfg if isinstance(cfg, dict) else None
 
 

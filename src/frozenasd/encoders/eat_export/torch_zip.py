@@ -250,7 +250,8 @@ class TorchArchive:
             info = self._zip.getinfo(name)
         except KeyError:
             raise ModelError(f"{self.path}: storage record {name!r} is missing") from None
-        raw = read_member(self._zip, info, ref.numel * dtype.itemsize, str(self.path), ModelError)
+        needed = ref.numel * dtype.itemsize
+        raw = read_member(self._zip, info, needed, str(self.path), ModelError, _MAX_INFLATION)
         if len(raw) < ref.numel * dtype.itemsize:
             raise ModelError(f"{self.path}: storage record {name!r} is truncated")
         flat = np.frombuffer(raw, dtype=dtype, count=ref.numel)
@@ -270,6 +271,8 @@ class TorchArchive:
 
 
 _STORAGE_DTYPES_BY_NAME: dict[str, str | None] = {name: code for name, code in _STORAGE_DTYPES.values()}
+# torch.save stores records uncompressed and weights barely compress; a re-zipped file stays far below this.
+_MAX_INFLATION = 20
 
 
 def load_torch_file(path: str | Path) -> Any:
