@@ -306,6 +306,140 @@ def test_archive_with_two_machine_folders_is_refused(zenodo: FakeZenodo, tmp_pat
         fetch(zenodo, "dcase2024-dev", tmp_path / "dev", machines=["fan"])
 
 
+def patch_headers(data: bytes, *, flags: int | None = None, method: int | None = None) -> bytes:
+    """The zip ``data`` with every member's flag bits or compression method rewritten (both headers)."""
+    out = bytearray(data)
+    for signature, flags_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = out.find(signature)
+        while at >= 0:
+            if flags is not None:
+                out[at + flags_at : at + flags_at + 2] = (
+                    int.from_bytes(out[at + flags_at : at + flags_at + 2], "little") | flags
+                ).to_bytes(2, "little")
+            if method is not None:
+                out[at + method_at : at + method_at + 2] = method.to_bytes(2, "little")
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+def zeros_zip(name: str, size: int) -> bytes:
+    """One deflated member of ``size`` zero bytes (a zip bomb: about 1/1000 of that on disk)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w") as member:
+        block = bytes(1 << 20)
+        for _ in range(size >> 20):
+            member.write(block)
+    return buf.getvalue()
+
+
+HOSTILE_ARCHIVES = {
+    "encrypted": (
+        lambda: patch_headers(build_zip({"fan/train/a.wav": wav_bytes(1)}), flags=0x1),
+        "encrypted",
+    ),
+    "unknown method": (
+        lambda: patch_headers(build_zip({"fan/train/a.wav": wav_bytes(1)}), method=99),
+        "compression method 99",
+    ),
+    "file and folder": (
+        lambda: build_zip({"fan/train/a.wav": wav_bytes(1), "fan/train/a.wav/b.wav": wav_bytes(2)}),
+        "train/a.wav would be both a file and a folder",
+    ),
+    "long name": (
+        lambda: build_zip({"fan/train/" + "a" * 5000 + ".wav": wav_bytes(1)}),
+        "name longer than file systems hold",
+    ),
+    "zip bomb": (
+        lambda: zeros_zip("fan/train/a.wav", 80 << 20),
+        r"add up to 83\.9 MB, more than 10x the archive's \d+ bytes .* zip bomb",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_ARCHIVES))
+def test_hostile_archives_are_clear_errors(zenodo: FakeZenodo, tmp_path: Path, kind: str) -> None:
+    build, message = HOSTILE_ARCHIVES[kind]
+    zenodo.add_file("10902294", "dev_fan.zip", build())
+    dest = tmp_path / "dev"
+    with pytest.raises(FrozenASDError, match=message) as err:
+        fetch(zenodo, "dcase2024-dev", dest, machines=["fan"])
+    assert str(err.value).startswith("dev_fan.zip: ") and len(str(err.value)) < 500
+    assert not (dest / "fan").exists()
+    assert not list((dest / STATE_DIR).glob("*.extracting")) and not list((dest / STATE_DIR).glob("*.done"))
+
+
+def test_extraction_needs_the_free_disk(zenodo: FakeZenodo, tmp_path: Path, monkeypatch) -> None:
+    from frozenasd.datasets import extract
+
+    serve_dataset(zenodo, "dcase2024-dev", machines=["fan"])
+    real = extract.shutil.disk_usage
+    monkeypatch.setattr(extract.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(
+        FrozenASDError,
+        match=r"dev_fan.zip: extracting needs \d{4,5} bytes but .*dev/\.downloads has 1000 bytes free",
+    ):
+        fetch(zenodo, "dcase2024-dev", tmp_path / "dev", machines=["fan"])
+    assert not (tmp_path / "dev" / "fan").exists()
+
+
+def test_a_member_is_read_no_further_than_its_budget(tmp_path: Path) -> None:
+    from frozenasd.zip_limits import iter_member, read_member
+
+    path = tmp_path / "a.zip"
+    path.write_bytes(build_zip({"x": bytes(5000), "y": bytes(100)}))
+    with zipfile.ZipFile(path) as zf:
+        with pytest.raises(ValueError, match=r"yields more than 1000 bytes \(it declares 5000\)"):
+            b"".join(iter_member(zf, zf.getinfo("x"), 1000))
+        with pytest.raises(FrozenASDError, match=r"a.zip: member 'x': 5000 bytes uncompressed, more than"):
+            read_member(zf, zf.getinfo("x"), 1000, "a.zip")
+        assert read_member(zf, zf.getinfo("y"), 1000, "a.zip") == bytes(100)
+
+
+def test_links_in_the_destination_are_never_followed(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    expected = serve_dataset(zenodo, "dcase2024-dev", machines=["fan"])
+    dest = tmp_path / "dev"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept.txt").write_text("mine")
+    (dest / "fan").mkdir(parents=True)
+    (dest / "fan" / "train").symlink_to(outside, target_is_directory=True)
+    (dest / STATE_DIR).mkdir()
+    (dest / STATE_DIR / "dev_fan.zip.extracting").symlink_to(outside, target_is_directory=True)
+    (dest / STATE_DIR / "dev_fan.zip.part").symlink_to(outside / "kept.txt")
+
+    fetch(zenodo, "dcase2024-dev", dest, machines=["fan"])
+    assert sorted(p.name for p in outside.iterdir()) == ["kept.txt"]
+    assert (outside / "kept.txt").read_text() == "mine"
+    assert not (dest / "fan" / "train").is_symlink()
+    assert tree(dest / "fan") == expected["fan"]
+
+
+def test_a_hostile_archive_is_one_line_from_the_command(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    zenodo.add_file("10902294", "dev_fan.zip", HOSTILE_ARCHIVES["encrypted"][0]())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frozenasd",
+            "download",
+            "dcase2024-dev",
+            "--machines",
+            "fan",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, BASE_URL_ENV: zenodo.base_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: dev_fan.zip: refused member 'fan/train/a.wav': encrypted (password-protected) member; "
+        "nothing was extracted"
+    ]
+
+
 # ----------------------------------------------------------------- re-runs
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from frozenasd.detector_io import (
     load_detector,
     load_scoring_pipeline,
+    pipeline_info,
     save_detector,
     save_scoring_pipeline,
 )
@@ -170,3 +173,72 @@ def test_what_cannot_be_saved(tmp_path):
     with pytest.raises(ModelError, match="parameter 'random_state'"):
         save_detector(det, path)
     assert not path.exists()
+
+
+def npy_member(header: dict, data: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + data
+
+
+def test_only_the_named_arrays_are_read(saved):
+    arrays = read_npz(saved)
+    np.savez(saved, **arrays, hidden=np.zeros(1000))
+    with pytest.raises(ModelError, match=r"det\.npz: holds members its __meta__ does not name \('hidden'\)"):
+        load_detector(saved)
+
+
+def test_array_headers_are_checked_before_the_data(saved):
+    with zipfile.ZipFile(saved) as zf:
+        data = {i.filename: zf.read(i) for i in zf.infolist()}
+    # 0.memory_ becomes a member of a few bytes whose header declares 8 GB
+    data["0.memory_.npy"] = npy_member({"descr": "<f8", "fortran_order": False, "shape": (10**9,)}, bytes(64))
+    with zipfile.ZipFile(saved, "w") as zf:
+        for name, content in data.items():
+            zf.writestr(name, content)
+    with pytest.raises(ModelError, match=r"array '0\.memory_': its header declares \(1000000000,\) float64"):
+        load_detector(saved)
+
+
+def test_a_compressed_bomb_member_is_refused(saved):
+    arrays = read_npz(saved)
+    arrays["0.memory_"] = np.zeros((400_000, 5))  # 16 MB of zeros deflate to about 16 KB
+    np.savez_compressed(saved, **arrays)
+    assert saved.stat().st_size < 100_000
+    with pytest.raises(
+        ModelError, match=r"array '0\.memory_' inflates \d+x, more than the 100x .*\(a zip bomb\)"
+    ):
+        load_detector(saved)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_arrays_are_refused(saved, value):
+    arrays = read_npz(saved)
+    arrays["0.memory_"][3, 1] = value
+    np.savez(saved, **arrays)
+    with pytest.raises(ModelError, match=r"det\.npz: array '0\.memory_' holds NaN or infinite values"):
+        load_detector(saved)
+
+
+def test_non_finite_numbers_in_the_description_are_refused(tmp_path):
+    X, _, _ = data()
+    path = tmp_path / "pipe.npz"
+    save_scoring_pipeline(scoring_pipeline(make_detector("knn")).fit(X), path, {"threshold": float("nan")})
+    with pytest.raises(ModelError, match=r"pipe\.npz: the __meta__ description .*NaN is not a number"):
+        pipeline_info(path)
+    save_scoring_pipeline(scoring_pipeline(make_detector("knn")).fit(X), path, {"threshold": 1.0})
+    arrays = read_npz(path)
+    arrays["__meta__"] = np.array(str(arrays["__meta__"]).replace("1.0", "1e999"))
+    np.savez(path, **arrays)
+    with pytest.raises(ModelError, match=r"the number 1e999 is not finite"):
+        pipeline_info(path)
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deeply_nested_description_is_refused(saved, depth):
+    arrays = read_npz(saved)
+    meta = str(arrays["__meta__"])
+    arrays["__meta__"] = np.array(meta[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}")
+    np.savez(saved, **arrays)
+    with pytest.raises(ModelError, match=r"det\.npz: the __meta__ description is nested more than 32 levels"):
+        load_detector(saved)

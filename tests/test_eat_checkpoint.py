@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import subprocess
 import sys
 import zipfile
@@ -220,8 +221,10 @@ def test_missing_and_unreadable_files(tmp_path):
         load_eat_checkpoint(tmp_path / "bad.safetensors")
 
 
-def rewrite_zip(src: Path, dst: Path, replace: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+def rewrite_zip(
+    src: Path, dst: Path, replace: dict[str, bytes], compression: int = zipfile.ZIP_STORED
+) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression=compression) as zout:
         for name in zin.namelist():
             data = zin.read(name)
             for suffix, new in replace.items():
@@ -236,6 +239,123 @@ def test_truncated_storage_is_an_error(tmp_path):
     path = rewrite_zip(tmp_path / "ok.pt", tmp_path / "cut.pt", {"/data/0": b"\0" * 10})
     with pytest.raises(ModelError, match="truncated"):
         load_torch_file(path)
+
+
+# --- files built to exhaust the machine --------------------------------------------------------------
+
+
+def hostile_pickles() -> dict[str, tuple[bytes, str]]:
+    """Hand-written ``data.pkl`` streams, each small, with what loading one must say."""
+    two_million = b"J" + (2_000_000).to_bytes(4, "little")
+    return {
+        "huge list": (
+            b"\x80\x02c__builtin__\nlist\nc__builtin__\nrange\n" + two_million + b"\x85R\x85R.",
+            "builds a range of 2000000 items",
+        ),
+        "huge bytearray": (
+            b"\x80\x02c__builtin__\nbytearray\n" + two_million + b"\x85R.",
+            "builds a bytearray of 2000000 items",
+        ),
+        "huge array": (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            + two_million
+            + b"\x85U\x02f8\x87R.",
+            r"builds a numpy array of shape \(2000000,\)",
+        ),
+        "many operations": (b"\x80\x02(" + b"N" * 600_000 + b"l.", "more than 500000 operations"),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(hostile_pickles()))
+def test_pickles_that_would_exhaust_memory_are_refused(tmp_path, kind):
+    payload, message = hostile_pickles()[kind]
+    torch.save({"model": {"w": torch.ones(3)}}, tmp_path / "template.pt")
+    path = rewrite_zip(tmp_path / "template.pt", tmp_path / "bomb.pt", {"/data.pkl": payload})
+    assert path.stat().st_size < 700_000
+    for load in (load_torch_file, inspect_eat_checkpoint):
+        with pytest.raises(ModelError, match=rf"bomb\.pt: .*{message}"):
+            load(path)
+
+
+def test_inflating_records_are_read_no_further_than_they_can_need(tmp_path):
+    torch.save({"model": {"w": torch.ones(1000)}}, tmp_path / "ok.pt")
+    big_pickle = pickle.dumps(bytes(4 << 20), protocol=4)  # 4 MiB of pickle, a few KB deflated
+    path = rewrite_zip(
+        tmp_path / "ok.pt", tmp_path / "pkl.pt", {"/data.pkl": big_pickle}, zipfile.ZIP_DEFLATED
+    )
+    assert path.stat().st_size < 50_000
+    with pytest.raises(
+        ModelError, match=r"pkl\.pt: member '.*data\.pkl': 4194\d+ bytes .*more than the 2097152"
+    ):
+        load_torch_file(path)
+    path = rewrite_zip(
+        tmp_path / "ok.pt", tmp_path / "rec.pt", {"/data/0": bytes(8 << 20)}, zipfile.ZIP_DEFLATED
+    )
+    with pytest.raises(ModelError, match=r"rec\.pt: member '.*data/0': 8388608 bytes .*more than the 4000"):
+        load_torch_file(path)
+
+
+def test_storage_records_that_inflate_like_a_bomb_are_refused(tmp_path):
+    torch.save({"w": torch.zeros(1 << 20)}, tmp_path / "zeros.pt")  # 4 MiB of zeros
+    path = rewrite_zip(tmp_path / "zeros.pt", tmp_path / "bomb.pt", {}, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(ModelError, match=r"bomb\.pt: member '.*data/0': inflates \d+x, more than the 20x"):
+        load_torch_file(path)
+
+
+def test_tensors_that_repeat_their_storage_are_refused(tmp_path):
+    torch.save({"x": torch.zeros(1).expand(1000, 1000)}, tmp_path / "stride0.pt")
+    with pytest.raises(ModelError, match=r"stride0\.pt: .*shape \(1000, 1000\) repeats storage '0'"):
+        load_torch_file(tmp_path / "stride0.pt")
+    torch.save({"x": torch.zeros(10).as_strided((5, 5), (1, 1))}, tmp_path / "overlap.pt")
+    with pytest.raises(ModelError, match=r"overlap\.pt: .*shape \(5, 5\) needs more elements than storage"):
+        load_torch_file(tmp_path / "overlap.pt")
+
+
+def test_shared_parts_cannot_multiply_the_work(tmp_path):
+    node: list = [torch.ones(1)]
+    for _ in range(19):  # 19 pickled lists, 2**19 paths through them
+        node = [node, node]
+    torch.save({"model": {"w": torch.ones(2)}, "extra_state": node}, tmp_path / "dag.pt")
+    with pytest.raises(ModelError, match=r"dag\.pt: .*more than 200000 parts"):
+        load_torch_file(tmp_path / "dag.pt")
+
+
+def test_deeply_nested_cfg_is_a_clear_error(tmp_path, monkeypatch):
+    deep: dict = {}
+    inner = deep
+    for _ in range(1000):
+        inner["a"] = {}
+        inner = inner["a"]
+    monkeypatch.setattr(sys, "getrecursionlimit", sys.getrecursionlimit)  # restored after the test
+    sys.setrecursionlimit(10_000)  # only for torch.save's pickler
+    torch.save(
+        {"model": {ec.IMAGE + "extra_tokens": torch.zeros(1, 1, 4)}, "cfg": deep}, tmp_path / "deep.pt"
+    )
+    sys.setrecursionlimit(1000)
+    with pytest.raises(ModelError, match=r"deep\.pt: cfg: .*nested more than 100 levels deep"):
+        inspect_eat_checkpoint(tmp_path / "deep.pt")
+
+
+def test_deeply_nested_config_json_is_a_clear_error(tmp_path):
+    written = ec.write_hf(tmp_path / "hf")
+    (tmp_path / "hf" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match=r"config\.json: unreadable config\.json \(nested too deeply\)"):
+        inspect_eat_checkpoint(written.path)
+
+
+def test_budgets_leave_ten_times_the_largest_layout(tmp_path):
+    """EAT-large's pre-training layout with an omegaconf cfg; tiny-large has its every key and record, so
+    its pickle has the same operations (and a few bytes less per tensor for the smaller shapes)."""
+    from frozenasd.encoders.eat_export import pickle_globals as pg
+
+    written = ec.write_fairseq_pretrain(tmp_path / "large.pt", size="tiny-large", cfg_form="dictconfig")
+    with zipfile.ZipFile(written.path) as zf:
+        data = zf.read(next(n for n in zf.namelist() if n.endswith("/data.pkl")))
+    ops = sum(1 for _ in pickletools.genops(data))
+    assert 10 * len(data) <= pg.MAX_PICKLE_BYTES and 10 * ops <= pg.MAX_PICKLE_OPS
+    _, info = inspect_eat_checkpoint(written.path)  # walks the cfg within the budgets
+    assert info["cfg"]["model"]["depth"] == 24
 
 
 # --- the restricted unpickler ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from frozenasd.cache import file_sha256
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info
 from frozenasd.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError
@@ -180,3 +182,52 @@ def test_each_recording_counts_once_and_bad_fits_are_clear_errors(tiny_dataset, 
     with pytest.raises(LayoutError, match="use a plain name"):
         fit_files(files, settings, tmp_path / "m.npz", machine="../elsewhere")
     assert not (tmp_path / "m.npz").exists()
+
+
+def forge(fitted, out, **info_changes):
+    """A copy of a fitted file with its saved info changed (what a hand-edited file would hold)."""
+    with np.load(fitted, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["info"].update(info_changes)
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(out, **arrays)
+    return out
+
+
+def test_forged_files_are_clear_errors(tiny_dataset, patch_encoder, tmp_path):
+    settings = RunSettings(model_path=patch_encoder, progress=False, cache_dir=None)
+    fit_machine(tiny_dataset, "fan", settings, tmp_path / "fan.npz")
+    clips = sorted((tiny_dataset / "fan" / "test").glob("*.wav"))[:2]
+
+    wide = build_patch_encoder(tmp_path / "wide.onnx", embed_dim=40, seed=4)
+    forged = forge(tmp_path / "fan.npz", tmp_path / "wide.npz", encoder_sha256=file_sha256(wide))
+    width = load_scoring_pipeline(tmp_path / "fan.npz").n_features_in_
+    with pytest.raises(
+        ModelError, match=rf"wide\.onnx: gives 40-dimensional .*wide\.npz was fitted on {width}-"
+    ):
+        score_files(forged, wide, clips)
+
+    nan = forge(tmp_path / "fan.npz", tmp_path / "nan.npz", threshold="nan")
+    with pytest.raises(ModelError, match=r"nan\.npz: the saved threshold 'nan' is not a finite number"):
+        score_files(nan, patch_encoder, clips)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frozenasd",
+            "score",
+            str(clips[0]),
+            "--fitted",
+            str(nan),
+            "--model",
+            str(patch_encoder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: {nan}: the saved threshold 'nan' is not a finite number"
+    ]

@@ -2,13 +2,18 @@
 
 A file holds numeric arrays (the fitted state) and one string array ``__meta__``: JSON with the
 format name and version, and per estimator its class name, its parameters (``get_params``), its
-scalar fitted attributes and the names of its arrays. Loading uses ``np.load(allow_pickle=False)``
-and only rebuilds the classes listed in ``SAVEABLE``, so a file can never run code.
+scalar fitted attributes and the names of its arrays. Loading reads ``.npy`` members of plain
+numbers only (never a pickle) and only rebuilds the classes listed in ``SAVEABLE``, so a file can never
+run code. It reads ``__meta__`` first (at most ``MAX_META_BYTES``, nested at most ``MAX_META_DEPTH``
+levels, no NaN or infinity), then only the arrays it names: another member is refused unread, and each
+array's header (dtype, shape) is checked against the member's size before its data is read. Arrays with
+NaN or infinite values are refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -24,11 +29,18 @@ from frozenasd import __version__
 from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.detectors.scaling import FlooredStandardScaler
 from frozenasd.errors import ModelError
+from frozenasd.zip_limits import inflation_reason, read_member, unreadable_reason
 
 FORMAT = "frozenasd-detector"
 FORMAT_VERSION = 1
 _META = "__meta__"
 _OPTIONAL = ("feature_names_in_",)  # set by scikit-learn when fitted on a DataFrame
+# The description is a few KB (its longest part lists the clips a fit skipped); this allows ~4 million
+# characters (stored as UTF-32). It nests about 5 levels deep.
+MAX_META_BYTES = 16 << 20
+MAX_META_DEPTH = 32
+# np.savez stores members uncompressed; a compressed member may inflate this much (beyond its first MiB).
+MAX_INFLATION = 100
 
 # class name -> (class, fitted attributes a file must restore)
 SAVEABLE: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -90,7 +102,7 @@ def save_scoring_pipeline(pipe: Pipeline, path: str | os.PathLike, info: dict | 
 def pipeline_info(path: str | os.PathLike) -> dict:
     """The ``info`` saved with a scoring pipeline (empty when none was given)."""
     path = Path(path)
-    meta, _ = _read(path)
+    meta, _ = _read(path, with_arrays=False)
     info = meta.get("info", {})
     if not isinstance(info, dict):
         raise ModelError(f"{path}: the saved info is not a mapping")
@@ -214,25 +226,117 @@ def _write(path: Path, body: dict, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
-def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The JSON description and the arrays of a file, checked for format and version."""
+def _read(path: Path, with_arrays: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON description and the arrays it names, checked for format, version and values."""
     if not path.is_file():
         raise ModelError(f"{path}: no such detector file")
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as fh:
+            what = "holds a single array, not" if fh.read(6) == b"\x93NUMPY" else "is not"
+        raise ModelError(f"{path}: {what} an .npz detector file")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ModelError(f"{path}: holds a single array, not an .npz detector file")
-        with loaded as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        with zipfile.ZipFile(path) as zf:
+            members = _members(zf, path)
+            if _META not in members:
+                raise ModelError(f"{path}: no {_META} description; not a frozenasd detector file")
+            meta = _parse_meta(_read_npy(zf, members[_META], path, MAX_META_BYTES, "U"), path)
+            named = _array_names(meta)
+            unexpected = sorted(set(members) - named - {_META})
+            if unexpected:
+                shown = ", ".join(repr(k[:80]) for k in unexpected[:5])
+                raise ModelError(f"{path}: holds members its {_META} does not name ({shown}); refused unread")
+            arrays = {}
+            if with_arrays:
+                for key in sorted(named & set(members)):
+                    arrays[key] = _read_npy(zf, members[key], path, None, "biuf")
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelError(f"{path}: not a readable .npz detector file ({exc})") from exc
-    raw = arrays.pop(_META, None)
-    if raw is None or raw.dtype.kind != "U" or raw.size != 1:
+    return meta, arrays
+
+
+def _members(zf: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The ``.npy`` members by array name; anything else is refused."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy") or info.filename[:-4] in members:
+            raise ModelError(
+                f"{path}: member {info.filename[:80]!r} is not an array of an .npz detector file"
+            )
+        reason = unreadable_reason(info)
+        if reason:
+            raise ModelError(f"{path}: member {info.filename[:80]!r}: {reason}")
+        members[info.filename[:-4]] = info
+    return members
+
+
+def _npy_header(fh: Any, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) of an ``.npy`` stream, read without its data."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(fh)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(fh)
+        raise ValueError(f"npy format version {version}")
+    except ValueError as exc:
+        raise ModelError(f"{what} has no valid .npy header ({exc})") from exc
+
+
+def _read_npy(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int | None, kinds: str
+) -> np.ndarray:
+    """One ``.npy`` member: its header checked (dtype kind, size agreeing with the member) before its data."""
+    key = info.filename[:-4][:80]
+    what = f"{path}: array {key!r}"
+    reason = inflation_reason(info, MAX_INFLATION)
+    if reason:
+        raise ModelError(f"{what} {reason}")
+    if limit is not None and info.file_size > limit:
+        raise ModelError(f"{what} is {info.file_size} bytes, more than the {limit} it can need")
+    with zf.open(info) as fh:
+        shape, fortran, dtype = _npy_header(fh, what)
+        start = fh.tell()
+    if dtype.kind not in kinds or dtype.hasobject:
+        raise ModelError(
+            f"{path}: not a readable .npz detector file: array {key!r} has dtype {dtype}; "
+            "only numbers are allowed"
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    if start + nbytes != info.file_size:
+        raise ModelError(
+            f"{what}: its header declares {shape} {dtype} ({nbytes} bytes) but the member holds "
+            f"{info.file_size - start}"
+        )
+    raw = read_member(zf, info, info.file_size, str(path), ModelError)
+    array = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=start)
+    array = array.reshape(shape, order="F" if fortran else "C").copy()
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ModelError(f"{what} holds NaN or infinite values; the file is damaged")
+    return array
+
+
+def _parse_meta(raw: np.ndarray, path: Path) -> dict:
+    """The ``__meta__`` JSON, refused when nested too deeply or holding NaN or infinity."""
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {text} is not finite")
+        return value
+
+    def no_constant(text: str) -> float:
+        raise ValueError(f"{text} is not a number this format holds")
+
+    if raw.size != 1:
         raise ModelError(f"{path}: no {_META} description; not a frozenasd detector file")
     try:
-        meta = json.loads(str(raw.reshape(-1)[0]))
-    except json.JSONDecodeError as exc:
+        meta = json.loads(str(raw.reshape(-1)[0]), parse_float=finite, parse_constant=no_constant)
+    except RecursionError:
+        meta = None
+    except ValueError as exc:
         raise ModelError(f"{path}: the {_META} description is not valid JSON ({exc})") from exc
+    if meta is None or _depth(meta) > MAX_META_DEPTH:
+        raise ModelError(f"{path}: the {_META} description is nested more than {MAX_META_DEPTH} levels deep")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ModelError(f"{path}: not a frozenasd detector file (format {found!r})")
@@ -240,7 +344,25 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ModelError(
             f"{path}: format version {meta.get('version')!r}; this version reads {FORMAT_VERSION}"
         )
-    for key, value in arrays.items():
-        if value.dtype.kind not in "biuf":
-            raise ModelError(f"{path}: array {key!r} has dtype {value.dtype}; only numbers are allowed")
-    return meta, arrays
+    return meta
+
+
+def _depth(obj: object) -> int:
+    """How deeply dicts and lists nest in ``obj`` (without recursion)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _array_names(meta: dict) -> set[str]:
+    """The array members ``meta`` names (``<step>.<attribute>``), whatever its other faults."""
+    entries = [meta.get("estimator")] if meta.get("kind") == "detector" else meta.get("steps")
+    names: set[str] = set()
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        listed = entry.get("arrays") if isinstance(entry, dict) else None
+        names.update(f"{i}.{a}" for a in (listed if isinstance(listed, list) else []))
+    return names

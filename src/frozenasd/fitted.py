@@ -8,6 +8,7 @@ fitted with.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,9 @@ def score_files(
             f"({info.get('encoder_file')}, sha256 {str(info.get('encoder_sha256'))[:12]}…)"
         )
     pipe = load_scoring_pipeline(fitted)
+    threshold = info.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ModelError(f"{fitted}: the saved threshold {threshold!r} is not a finite number")
     settings = RunSettings(
         model_path=Path(encoder),
         batch_size=batch_size,
@@ -155,7 +159,12 @@ def score_files(
     extractor.set_params(output=info.get("output"), pooling=info.get("pooling", "mean"))
     clips = [Clip.from_path(p, info.get("machine", ""), "score") for p in files]
     embedded = embed_clips(extractor, clips, progress=progress, desc="score")
-    threshold = float(info["threshold"])
+    threshold = float(threshold)
+    if embedded.clips and embedded.embeddings.shape[1] != pipe.n_features_in_:
+        raise ModelError(
+            f"{encoder}: gives {embedded.embeddings.shape[1]}-dimensional embeddings, but {fitted} was "
+            f"fitted on {pipe.n_features_in_}-dimensional ones; its encoder hash does not match its content"
+        )
     scores = pipe.transform(embedded.embeddings)[:, 0] if embedded.clips else np.empty(0)
     return Scored(
         paths=[c.path for c in embedded.clips],

@@ -48,6 +48,7 @@ def _claim_folder(state: Path, name: str) -> None:
                 f"{state.parent}: this folder holds {held}; download {name} into another folder"
             )
     state.mkdir(parents=True, exist_ok=True)
+    tag.unlink(missing_ok=True)  # a link is removed, not written through
     tag.write_text(json.dumps({"name": name}) + "\n")
 
 

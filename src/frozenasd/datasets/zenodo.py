@@ -185,8 +185,8 @@ def download_file(
     from tqdm.auto import tqdm
 
     part = target.with_name(target.name + ".part")
-    if part.exists() and part.stat().st_size > remote.size:
-        part.unlink()
+    if part.is_symlink() or (part.exists() and part.stat().st_size > remote.size):
+        part.unlink()  # a link is removed, never written through
     bar = tqdm(
         total=remote.size, unit="B", unit_scale=True, desc=remote.name, disable=not progress, file=sys.stderr
     )

@@ -70,7 +70,16 @@ def hf_config(weights: Path) -> dict | None:
         cfg = json.loads(config_json.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"{config_json}: unreadable config.json ({exc})") from exc
+    except RecursionError:
+        raise ModelError(f"{config_json}: unreadable config.json (nested too deeply)") from None
     return cfg if isinstance(cfg, dict) else None
+
+
+def _plain_cfg(cfg: Any, path: Path) -> Any:
+    try:
+        return to_plain(cfg)
+    except ModelError as exc:
+        raise ModelError(f"{path}: cfg: {exc}") from exc
 
 
 def detect_layout(root: Any, path: Path) -> tuple[str, dict[str, Any], Any]:
@@ -84,9 +93,9 @@ def detect_layout(root: Any, path: Path) -> tuple[str, dict[str, Any], Any]:
             cfg = {"model": root["args"]}  # older fairseq: an argparse.Namespace
         keys = list(model)
         if any(k.startswith(_IMAGE) for k in keys):
-            return "fairseq_pretrain", dict(model), to_plain(cfg)
+            return "fairseq_pretrain", dict(model), _plain_cfg(cfg, path)
         if any(k.startswith("model." + _IMAGE) for k in keys):
-            return "fairseq_finetune", dict(model), to_plain(cfg)
+            return "fairseq_finetune", dict(model), _plain_cfg(cfg, path)
         raise ModelError(f"{path}: state['model'] holds no EAT encoder keys (first keys: {keys[:5]})")
     keys = list(root)
     if any(k.startswith(_IMAGE) for k in keys):

@@ -8,11 +8,16 @@
 Globals of ``torch`` (tensors, storages) are resolved by :mod:`.torch_zip`. Any other global
 (``os.system``, ``builtins.eval``, ``subprocess.Popen``...) is not allowed: :func:`plain_global` gives
 ``None`` and the unpickler raises :class:`UnsafeCheckpointError` before anything is called.
+
+What the allowed calls build is bounded: a ``range`` or ``bytes`` of at most ``MAX_ITEMS`` items, a
+numpy array of at most ``MAX_PICKLE_BYTES``; walks over the result (:func:`to_plain`) stop at
+``MAX_DEPTH`` levels and ``MAX_NODES`` visits, so shared parts cannot multiply the work.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
+import math
 from collections import OrderedDict, defaultdict
 from typing import Any
 
@@ -20,9 +25,34 @@ import numpy as np
 
 from frozenasd.errors import ModelError
 
+# The data.pkl of the largest released EAT layout (EAT-large pre-training, omegaconf cfg, as written by
+# tests/eat_checkpoints.py) is 84 KB: 22,300 opcodes, ~10 levels deep. The budgets leave more than 20x
+# room (a real trainer's optimizer state adds a tensor record or two per weight).
+MAX_PICKLE_BYTES = 2 << 20
+MAX_PICKLE_OPS = 500_000
+MAX_ITEMS = 1 << 20  # the longest range or bytes one call may build
+MAX_DEPTH = 100
+MAX_NODES = 200_000
+
 
 class UnsafeCheckpointError(ModelError):
     """A checkpoint's pickle asks for a global that is not on the allow-list."""
+
+
+class WalkBudget:
+    """Counts the nodes a walk over unpickled data visits; raises past ``MAX_DEPTH`` or ``MAX_NODES``."""
+
+    def __init__(self) -> None:
+        self.left = MAX_NODES
+
+    def visit(self, depth: int) -> None:
+        self.left -= 1
+        if depth > MAX_DEPTH:
+            raise ModelError(f"the checkpoint's data is nested more than {MAX_DEPTH} levels deep")
+        if self.left < 0:
+            raise ModelError(
+                f"the checkpoint's data has more than {MAX_NODES} parts (shared ones counted per use)"
+            )
 
 
 _PLAIN_TYPES = (dict, list, tuple, set, frozenset, str, bytes, bytearray) + (
@@ -34,6 +64,7 @@ _PLAIN_TYPES = (dict, list, tuple, set, frozenset, str, bytes, bytearray) + (
     range,
 )
 _PLAIN_BUILTINS: dict[str, Any] = {t.__name__: t for t in _PLAIN_TYPES}
+_NDARRAY_NAME = "numpy.ndarray"  # stands for np.ndarray as _reconstruct's argument; never built itself
 # Modules whose classes are replaced by inert stand-ins: configuration objects, never code to run.
 _STUB_PACKAGES = ("omegaconf", "fairseq", "hydra", "typing")
 
@@ -100,7 +131,7 @@ def _ordered_dict(*args: Any) -> OrderedDict:
 
 
 def _defaultdict(factory: Any = None, *args: Any) -> defaultdict:
-    if factory is not None and factory not in _PLAIN_BUILTINS.values():
+    if factory is not None and factory not in (*_PLAIN_BUILTINS.values(), *_SIZED_BUILTINS.values()):
         raise UnsafeCheckpointError(f"defaultdict with factory {factory!r} is not allowed")
     return defaultdict(factory, *args)
 
@@ -122,9 +153,36 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
+def _sized(kind: type, what: str) -> Any:
+    """``kind`` (``bytes``, ``bytearray``) refusing a length or range over ``MAX_ITEMS``."""
+
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int | range) and _length(args[0]) > MAX_ITEMS:
+            raise ModelError(f"the checkpoint's pickle builds a {what} of {_length(args[0])} items")
+        return kind(*args)
+
+    return build
+
+
+def _length(arg: int | range) -> int:
+    return len(arg) if isinstance(arg, range) else arg
+
+
+def _range(*args: Any) -> range:
+    built = range(*args)
+    if len(built) > MAX_ITEMS:
+        raise ModelError(f"the checkpoint's pickle builds a range of {len(built)} items")
+    return built
+
+
 def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    if subtype is not np.ndarray:
+    if subtype is not stub_class(_NDARRAY_NAME):
         raise UnsafeCheckpointError(f"numpy array of type {subtype!r} is not allowed")
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ModelError("malformed numpy array record")
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * max(dtype.itemsize, 1) > MAX_PICKLE_BYTES:
+        raise ModelError(f"the checkpoint's pickle builds a numpy array of shape {shape}")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
@@ -144,6 +202,13 @@ def _getitem(container: Any, item: Any) -> Any:
     return container[item]
 
 
+_SIZED_BUILTINS: dict[str, Any] = {
+    "range": _range,
+    "bytes": _sized(bytes, "bytes object"),
+    "bytearray": _sized(bytearray, "bytearray"),
+}
+
+
 def python3_name(module: str, name: str) -> tuple[str, str]:
     """The global pickle would import: protocol-2 streams use Python 2 names (``__builtin__.long``)."""
     if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -157,6 +222,8 @@ def plain_global(module: str, name: str) -> Any:
         return _ordered_dict
     if module == "collections" and name == "defaultdict":
         return _defaultdict
+    if module == "builtins" and name in _SIZED_BUILTINS:
+        return _SIZED_BUILTINS[name]
     if module == "builtins" and name in _PLAIN_BUILTINS:
         return _PLAIN_BUILTINS[name]
     if module == "builtins" and name == "type":
@@ -168,7 +235,7 @@ def plain_global(module: str, name: str) -> Any:
     if (module, name) == ("numpy", "dtype"):
         return _np_dtype
     if (module, name) == ("numpy", "ndarray"):
-        return np.ndarray
+        return stub_class(_NDARRAY_NAME)
     if (module, name) == ("operator", "getitem"):
         return _getitem
     if (module, name) == ("argparse", "Namespace") or module.split(".")[0] in _STUB_PACKAGES:
@@ -179,39 +246,49 @@ def plain_global(module: str, name: str) -> Any:
 _OMEGACONF_CONTAINERS = ("omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig")
 
 
-def to_plain(obj: Any, _seen: frozenset[int] = frozenset()) -> Any:
+def to_plain(obj: Any) -> Any:
     """Turn inert stand-ins (omegaconf configs, ``argparse.Namespace``...) back into plain data.
 
     A pickled ``DictConfig`` / ``ListConfig`` keeps its entries in ``_content`` as nodes whose value is
     ``_val``; those become a dict / list of plain values. Another stand-in becomes the dict of its
     pickled attributes, or its single constructor argument (an enum member). Numpy scalars become
-    Python numbers; tensors are left as they are.
+    Python numbers; tensors are left as they are. Raises :class:`ModelError` past the walk budget.
     """
-    if id(obj) in _seen:
+    return _plain(obj, frozenset(), 0, WalkBudget())
+
+
+def _plain(obj: Any, seen: frozenset[int], depth: int, budget: WalkBudget) -> Any:
+    budget.visit(depth)
+    if id(obj) in seen:
         return None
-    seen = _seen | {id(obj)}
+    seen = seen | {id(obj)}
+    depth += 1
+
+    def plain(value: Any) -> Any:
+        return _plain(value, seen, depth, budget)
+
     name = _inert_qualname(obj)
     if name is not None:
         state = obj.state if isinstance(obj.state, dict) else {}
         if name in _OMEGACONF_CONTAINERS:
-            return to_plain(state.get("_content"), seen)
+            return plain(state.get("_content"))
         if name.startswith("omegaconf.nodes."):
-            return to_plain(state.get("_val"), seen)
+            return plain(state.get("_val"))
         if state:
-            return {k: to_plain(v, seen) for k, v in state.items() if k != "_parent"}
+            return {k: plain(v) for k, v in state.items() if k != "_parent"}
         if obj.items:
-            return {k: to_plain(v, seen) for k, v in obj.items.items()}
+            return {k: plain(v) for k, v in obj.items.items()}
         if obj.list:
-            return [to_plain(v, seen) for v in obj.list]
+            return [plain(v) for v in obj.list]
         if len(obj.args) == 1:
-            return to_plain(obj.args[0], seen)
+            return plain(obj.args[0])
         return name
     if isinstance(obj, type) and issubclass(obj, InertObject):
         return obj._qualname
     if isinstance(obj, dict):
-        return {k: to_plain(v, seen) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(to_plain(v, seen) for v in obj)
+        return type(obj)(plain(v) for v in obj)
     if isinstance(obj, np.generic):
         return obj.item()
     return obj

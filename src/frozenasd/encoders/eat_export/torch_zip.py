@@ -5,12 +5,19 @@ A ``torch.save`` file is a zip archive holding ``<prefix>/data.pkl`` (a pickle) 
 (``torch._utils._rebuild_tensor_v2`` and friends, the ``torch.*Storage`` types) become
 :class:`StoredTensor` records whose bytes are read from the archive only when asked for; every other
 global must be allowed by :func:`~frozenasd.encoders.eat_export.pickle_globals.plain_global`.
+
+``data.pkl`` is read only when it declares and holds at most ``MAX_PICKLE_BYTES`` and at most
+``MAX_PICKLE_OPS`` opcodes (counted before anything is unpickled). A tensor must fit in its storage
+without overlapping itself (no stride 0 over more than one element, no more elements than the storage
+holds), and a storage record is read only up to the bytes its storage needs.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
+import pickletools
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +27,16 @@ from typing import Any
 import numpy as np
 
 from frozenasd.encoders.eat_export.pickle_globals import (
+    MAX_PICKLE_BYTES,
+    MAX_PICKLE_OPS,
     UnsafeCheckpointError,
+    WalkBudget,
     plain_global,
     python3_name,
     stub_class,
 )
 from frozenasd.errors import ModelError
+from frozenasd.zip_limits import read_member
 
 # Storage type names as torch pickles them, with the numpy dtype of their elements (``None``: bfloat16,
 # which numpy lacks; it is read as uint16 bits).
@@ -94,6 +105,13 @@ def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: An
     if not isinstance(offset, int) or offset < 0 or len(shape) != len(strides):
         raise ModelError("malformed tensor record: offset or rank")
     if all(shape):
+        if any(s == 0 and n > 1 for n, s in zip(shape, strides, strict=True)):
+            raise ModelError(f"tensor record of shape {shape} repeats storage {ref.key!r} (a stride of 0)")
+        if math.prod(shape) > ref.numel - offset:
+            raise ModelError(
+                f"tensor record of shape {shape} needs more elements than storage {ref.key!r} holds "
+                f"({ref.numel})"
+            )
         last = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
         if last >= ref.numel:
             raise ModelError(f"tensor record reads past its storage {ref.key!r}")
@@ -168,6 +186,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         _, storage_type, key, _location, numel = pid
         if not (isinstance(storage_type, tuple) and isinstance(key, str) and isinstance(numel, int)):
             raise ModelError(f"{self.archive.path}: malformed storage record {pid!r:.80}")
+        if numel < 0 or storage_type[0] not in _STORAGE_DTYPES_BY_NAME:
+            raise ModelError(f"{self.archive.path}: malformed storage record {pid!r:.80}")
         return self.archive, _StorageRef(key, storage_type[0], numel)
 
 
@@ -209,8 +229,10 @@ class TorchArchive:
 
     def load(self) -> Any:
         """Unpickle ``data.pkl`` with the restricted unpickler; tensors come back as :class:`StoredTensor`."""
-        data = self._zip.read(self._prefix + "data.pkl")
+        info = self._zip.getinfo(self._prefix + "data.pkl")
+        data = read_member(self._zip, info, MAX_PICKLE_BYTES, str(self.path), ModelError)
         try:
+            _count_opcodes(data, str(self.path))
             return RestrictedUnpickler(io.BytesIO(data), self).load()
         except ModelError as exc:
             if str(self.path) in str(exc):
@@ -222,12 +244,14 @@ class TorchArchive:
     def read_tensor(self, tensor: StoredTensor) -> np.ndarray:
         ref = tensor.storage
         name = f"{self._prefix}data/{ref.key}"
-        try:
-            raw = self._zip.read(name)
-        except KeyError:
-            raise ModelError(f"{self.path}: storage record {name!r} is missing") from None
         code = _STORAGE_DTYPES_BY_NAME[ref.dtype]
         dtype = np.dtype(code or "u2").newbyteorder(self._byteorder)
+        try:
+            info = self._zip.getinfo(name)
+        except KeyError:
+            raise ModelError(f"{self.path}: storage record {name!r} is missing") from None
+        needed = ref.numel * dtype.itemsize
+        raw = read_member(self._zip, info, needed, str(self.path), ModelError, _MAX_INFLATION)
         if len(raw) < ref.numel * dtype.itemsize:
             raise ModelError(f"{self.path}: storage record {name!r} is truncated")
         flat = np.frombuffer(raw, dtype=dtype, count=ref.numel)
@@ -247,23 +271,48 @@ class TorchArchive:
 
 
 _STORAGE_DTYPES_BY_NAME: dict[str, str | None] = {name: code for name, code in _STORAGE_DTYPES.values()}
+# torch.save stores records uncompressed and weights barely compress; a re-zipped file stays far below this.
+_MAX_INFLATION = 20
 
 
 def load_torch_file(path: str | Path) -> Any:
     """Safely unpickle a whole ``torch.save`` file, tensors read into numpy arrays."""
     with TorchArchive(path) as archive:
-        return map_tensors(archive.load(), lambda t: t.numpy())
+        try:
+            return map_tensors(archive.load(), lambda t: t.numpy())
+        except ModelError as exc:
+            if str(archive.path) in str(exc):
+                raise
+            raise type(exc)(f"{archive.path}: {exc}") from exc
+
+
+def _count_opcodes(data: bytes, where: str) -> None:
+    """Refuse a pickle of more than ``MAX_PICKLE_OPS`` opcodes (read, not run)."""
+    for count, _ in enumerate(pickletools.genops(data), 1):
+        if count > MAX_PICKLE_OPS:
+            raise ModelError(
+                f"{where}: the checkpoint's pickle has more than {MAX_PICKLE_OPS} operations; "
+                "an EAT checkpoint needs about 22,000"
+            )
 
 
 def map_tensors(obj: Any, fn: Callable[[StoredTensor], Any]) -> Any:
-    """Copy of ``obj`` with ``fn`` applied to each :class:`StoredTensor` in its dicts, lists and tuples."""
+    """Copy of ``obj`` with ``fn`` applied to each :class:`StoredTensor` in its dicts, lists and tuples.
+
+    Raises :class:`ModelError` past the walk budget of :class:`.pickle_globals.WalkBudget`.
+    """
+    return _map(obj, fn, 0, WalkBudget())
+
+
+def _map(obj: Any, fn: Callable[[StoredTensor], Any], depth: int, budget: WalkBudget) -> Any:
+    budget.visit(depth)
     if isinstance(obj, StoredTensor):
         return fn(obj)
     if isinstance(obj, dict):
         out = obj.copy()
         for key, value in obj.items():
-            out[key] = map_tensors(value, fn)
+            out[key] = _map(value, fn, depth + 1, budget)
         return out
     if isinstance(obj, list | tuple):
-        return type(obj)(map_tensors(v, fn) for v in obj)
+        return type(obj)(_map(v, fn, depth + 1, budget) for v in obj)
     return obj
