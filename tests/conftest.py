@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,15 @@ def write_tiny_dataset(
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``<root>/fan/{train,test}``: 20 + 1 too-short training clips, 40 + 1 unreadable test clips."""
     return write_tiny_dataset(tmp_path_factory.mktemp("data") / "dataset")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Module-scoped fixtures (set up before any test's own) cache in a fresh folder too, never in $HOME."""
+    folder = tmp_path_factory.mktemp("module_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FROZENASD_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(autouse=True)
