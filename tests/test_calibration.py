@@ -161,3 +161,22 @@ def test_scores_and_threshold_do_not_depend_on_the_test_labels(tiny_dataset, pat
         assert other.keys() == scores.keys()
         assert all(other[k] == scores[k] for k in scores)
         assert other_threshold == threshold
+
+
+def test_domain_bank_normalisation_comes_from_distances_unseen_by_the_scaler():
+    """One bank: each clip's 1-NN cosine distance to the others, all standardised by a scaler fitted
+    without the clip; the bank's statistics are those of these distances, and a clip's training score
+    is normalised by the statistics of the other clips' distances."""
+    X = relu_like(np.random.default_rng(4), 30)
+    honest = np.empty(len(X))
+    for i in range(len(X)):
+        others = np.delete(X, i, axis=0)
+        scaler = FlooredStandardScaler().fit(others)
+        q, bank = scaler.transform(X[i : i + 1])[0], scaler.transform(others)
+        honest[i] = (1.0 - bank @ q / np.linalg.norm(bank, axis=1) / np.linalg.norm(q)).min()
+    det = scoring_pipeline(make_detector("domain-banks")).fit(X).named_steps["detector"]
+    np.testing.assert_allclose(det.bank_loc_, [honest.mean()], rtol=1e-9)
+    np.testing.assert_allclose(det.bank_scale_, [honest.std(ddof=1)], rtol=1e-9)
+    without = [np.delete(honest, i) for i in range(len(X))]
+    expected = [(honest[i] - w.mean()) / w.std(ddof=1) for i, w in enumerate(without)]
+    np.testing.assert_allclose(det.train_scores_, expected, rtol=1e-8)

@@ -23,7 +23,8 @@ class AnomalyDetectorMixin(TransformerMixin):
     detector in a Pipeline is fitted on scores comparable to those of unseen clips (for a
     nearest-neighbour detector ``fit(X).transform(X)`` would be the in-sample distance, often 0).
     Subclasses implement ``fit`` (setting ``train_scores_`` and calling ``_set_offset``) and
-    ``_anomaly_scores``.
+    ``_anomaly_scores``; ``crossfit`` (refits by default) brings the scaler before the detector into
+    the folds.
     """
 
     _score_name = "anomaly_score"

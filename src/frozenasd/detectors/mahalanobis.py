@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -92,11 +93,11 @@ def _held_out_distances(Z: np.ndarray, Q: np.ndarray) -> np.ndarray:
             if not floor > 0.0:
                 raise np.linalg.LinAlgError
             inner = np.linalg.cholesky(gram + (n * floor / (1.0 - shrinkage)) * np.eye(n))
-            W = np.linalg.solve(inner, R @ D.T)
+            W = solve_triangular(inner, R @ D.T, lower=True)
             d2 = ((D**2).sum(axis=1) - (W**2).sum(axis=0)) / floor
         else:
             L = np.linalg.cholesky((1.0 - shrinkage) * gram / n + floor * np.eye(d))
-            d2 = (np.linalg.solve(L, D.T) ** 2).sum(axis=0)
+            d2 = (solve_triangular(L, D.T, lower=True) ** 2).sum(axis=0)
     except np.linalg.LinAlgError as exc:
         raise ValueError(
             f"the {n} training embeddings of a cross-fitting fold do not vary along every direction, even "
