@@ -180,3 +180,11 @@ def test_domain_bank_normalisation_comes_from_distances_unseen_by_the_scaler():
     without = [np.delete(honest, i) for i in range(len(X))]
     expected = [(honest[i] - w.mean()) / w.std(ddof=1) for i, w in enumerate(without)]
     np.testing.assert_allclose(det.train_scores_, expected, rtol=1e-8)
+
+
+def test_too_few_clips_to_cross_fit_are_a_clear_error():
+    X = relu_like(np.random.default_rng(2), 6)
+    with pytest.raises(ValueError, match="n_components=6 needs at least 7 training clips"):
+        scoring_pipeline(make_detector("kmeansNN", n_components=6)).fit(X)
+    with pytest.raises(ValueError, match="needs at least 3 training clips, got n_samples=2"):
+        scoring_pipeline(make_detector("knn")).fit(X[:2])

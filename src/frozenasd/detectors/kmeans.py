@@ -65,6 +65,12 @@ class KMeansNN(AnomalyDetectorMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         centers = scaler.inverse_transform(self.cluster_centers_)
         ids = fold_ids(X.shape[0], refit_folds(X.shape[0]))
+        smallest = int((ids != 0).sum())  # fold 0 holds the most rows out
+        if smallest < self.n_components:
+            raise ValueError(
+                f"n_components={self.n_components} needs at least {self.n_components + 1} training clips "
+                f"(each is scored by a k-means fitted without it), got n_samples={X.shape[0]}"
+            )
         scores = np.empty(X.shape[0], dtype=np.float64)
         for f in np.unique(ids):
             held, kept = ids == f, ids != f
