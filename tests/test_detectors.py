@@ -151,29 +151,44 @@ def test_knn_needs_more_clips_than_neighbours():
 # --- domain banks ------------------------------------------------------------------------------------
 
 
-def ref_banks(X, domains, Q, k, metric, normalization):
-    """Bank scores by brute force: per bank the LOO statistics of its own clips, min over banks."""
-    banks = [X[domains == name] for name in ("source", "target")]
-    loos = [ref_loo(bank, k, metric) for bank in banks]
+def ref_bank_stats(loos, normalization):
+    """Per bank (loc, scale) from the LOO distances of each bank's own clips."""
     # zscore: each bank's variance shrunk towards the pooled within-bank variance with a prior of 5 clips
-    pooled = sum(o.var(ddof=1) * (len(o) - 1) for o in loos) / sum(len(o) - 1 for o in loos)
-    cols_q, cols_train = [], []
-    for name, bank, own in zip(("source", "target"), banks, loos, strict=True):
-        shrunk = np.sqrt((own.var(ddof=1) * (len(own) - 1) + 5 * pooled) / (len(own) - 1 + 5))
-        loc, scale = {"zscore": (own.mean(), shrunk), "median": (0.0, np.median(own))}.get(
-            normalization, (0.0, 1.0)
+    pooled = sum(o.var() * len(o) for o in loos) / sum(len(o) - 1 for o in loos)
+    stats = []
+    for own in loos:
+        shrunk = np.sqrt((own.var() * len(own) + 5 * pooled) / (len(own) - 1 + 5))
+        stats.append(
+            {"zscore": (own.mean(), shrunk), "median": (0.0, np.median(own))}.get(normalization, (0, 1))
         )
-        train = np.empty(len(X))
+    return stats
+
+
+def ref_banks(X, domains, Q, k, metric, normalization):
+    """Bank scores by brute force: per bank the LOO statistics of its own clips, min over banks; a
+    training clip's score is normalised by statistics computed without its own distance."""
+    names = ("source", "target")
+    banks = [X[domains == name] for name in names]
+    loos = [ref_loo(bank, k, metric) for bank in banks]
+    raw = np.empty((len(X), 2))
+    for j, (name, bank) in enumerate(zip(names, banks, strict=True)):
         for i in range(len(X)):
-            others = (
-                bank
-                if domains[i] != name
-                else np.delete(bank, np.flatnonzero(domains == name).tolist().index(i), 0)
-            )
-            train[i] = ref_knn(X[i : i + 1], others, k, metric)[0]
-        cols_q.append((ref_knn(Q, bank, k, metric) - loc) / scale)
-        cols_train.append((train - loc) / scale)
-    return np.min(cols_q, axis=0), np.min(cols_train, axis=0)
+            own = np.flatnonzero(domains == name).tolist()
+            others = bank if domains[i] != name else np.delete(bank, own.index(i), 0)
+            raw[i, j] = ref_knn(X[i : i + 1], others, k, metric)[0]
+    stats = ref_bank_stats(loos, normalization)
+    scores_q = np.min(
+        [(ref_knn(Q, b, k, metric) - lo) / sc for b, (lo, sc) in zip(banks, stats, strict=True)], axis=0
+    )
+    train = np.empty(len(X))
+    for i in range(len(X)):
+        j = names.index(domains[i])
+        position = np.flatnonzero(domains == names[j]).tolist().index(i)
+        without = [np.delete(o, position) if m == j else o for m, o in enumerate(loos)]
+        train[i] = min(
+            (raw[i, m] - lo) / sc for m, (lo, sc) in enumerate(ref_bank_stats(without, normalization))
+        )
+    return scores_q, train
 
 
 @pytest.mark.parametrize("normalization", ["zscore", "median", "none"])
@@ -199,9 +214,9 @@ def test_domain_banks_without_domains_is_one_normalised_bank():
         det = DomainBanks().fit(X, domains=domains)
         np.testing.assert_array_equal(det.banks_, [0])
         np.testing.assert_allclose(det.transform(Q)[:, 0], expected, rtol=1e-8)
-        np.testing.assert_allclose(
-            det.train_scores_, (loo - loo.mean()) / loo.std(ddof=1), rtol=1e-8, atol=1e-10
-        )
+        without = [np.delete(loo, i) for i in range(len(loo))]  # each clip's own distance left out
+        expected_train = [(loo[i] - w.mean()) / w.std(ddof=1) for i, w in enumerate(without)]
+        np.testing.assert_allclose(det.train_scores_, expected_train, rtol=1e-8, atol=1e-10)
 
 
 def test_domain_banks_refuse_bad_domains():
@@ -414,7 +429,7 @@ def test_registry_presets_and_make_detector_arguments():
     assert all(spec.summary for spec in DETECTORS.values())
 
 
-def test_pipeline_routes_domains_and_scales_loo_scores():
+def test_pipeline_routes_domains_and_scales_crossfitted_scores():
     X, domains = shifted_domains()
     Q = np.random.default_rng(8).standard_normal((7, X.shape[1])) * 8.0
     pipe = scoring_pipeline(DomainBanks(normalization="zscore"))
@@ -422,16 +437,21 @@ def test_pipeline_routes_domains_and_scales_loo_scores():
 
     scaler = FlooredStandardScaler().fit(X)
     det = DomainBanks(normalization="zscore").fit(scaler.transform(X), domains=domains)
+    det.crossfit(X, scaler, domains=domains)
     lo, hi = det.train_scores_.min(), det.train_scores_.max()
     np.testing.assert_allclose(train_out, (det.train_scores_ - lo) / (hi - lo), rtol=1e-9, atol=1e-12)
     expected = (det.transform(scaler.transform(Q))[:, 0] - lo) / (hi - lo)
     np.testing.assert_allclose(pipe.transform(Q)[:, 0], expected, rtol=1e-9)
     np.testing.assert_array_equal(pipe.named_steps["detector"].banks_, [0, 1])
 
-    # plain fit routes the same way
+    # fit and fit_transform fit the same pipeline; a plain Pipeline's training scores are not cross-fitted
+    refit = scoring_pipeline(DomainBanks()).fit(X, detector__domains=domains)
+    np.testing.assert_allclose(refit.transform(Q), pipe.transform(Q))
     steps = [("scale", FlooredStandardScaler()), ("detector", DomainBanks()), ("minmax", MinMaxScaler())]
-    refit = Pipeline(steps)
-    np.testing.assert_allclose(refit.fit(X, detector__domains=domains).transform(Q), pipe.transform(Q))
+    plain = Pipeline(steps).fit(X, detector__domains=domains)
+    assert not np.allclose(plain.named_steps["detector"].bank_loc_, det.bank_loc_)
+    with pytest.raises(ValueError, match="detector__domains"):
+        scoring_pipeline(DomainBanks()).fit(X, domains=domains)
 
 
 def test_pipeline_with_metadata_routing():

@@ -6,8 +6,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from sklearn import get_config
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.utils.metadata_routing import process_routing
 
 from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
@@ -75,13 +78,62 @@ def make_detector(
     return spec.cls(**{**params, **spec.preset, **kw})
 
 
-def scoring_pipeline(detector: Any) -> Pipeline:
+class ScoringPipeline(Pipeline):
+    """``scale`` → ``detector`` → ``minmax`` whose training scores are cross-fitted, scaler included.
+
+    ``fit`` fits the scaler and the detector on all training rows as ``Pipeline`` does, then has the
+    detector replace its ``train_scores_`` (and whatever it derives from them: ``offset_``, a domain
+    bank's normalisation) by scores for which the scaler, too, was fitted without the clip scored
+    (``detector.crossfit``), and fits ``minmax`` on those. So a normal clip never seen in training
+    gets a score distributed like the training scores, and the threshold fitted on them means what
+    it says. ``fit_transform`` returns the scaled cross-fitted training scores. Transforming is
+    ``Pipeline``'s; a saved and reloaded pipeline scores identically.
+    """
+
+    def fit(self, X: Any, y: Any = None, **params: Any) -> ScoringPipeline:
+        self.fit_transform(X, y, **params)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> np.ndarray:
+        names = [name for name, _ in self.steps]
+        if names != ["scale", "detector", "minmax"]:
+            raise ValueError(f"a scoring pipeline has the steps scale, detector, minmax; got {names}")
+        scale_params, detector_params = self._step_fit_params(params)
+        scaler, detector, minmax = (step for _, step in self.steps)
+        X = np.asarray(X, dtype=np.float64)
+        detector.fit(scaler.fit_transform(X, **scale_params), **detector_params)
+        detector.crossfit(X, scaler, **detector_params)
+        return minmax.fit_transform(detector.train_scores_[:, None])
+
+    def _step_fit_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fit parameters of the scaler and of the detector (``detector__domains`` or routed)."""
+        if get_config().get("enable_metadata_routing", False):
+            routed = process_routing(self, "fit", **params)
+            return tuple(  # a Pipeline routes a transformer's fit parameters to its fit_transform
+                dict(routed[name].get("fit_transform", routed[name].get("fit", {})))
+                for name in ("scale", "detector")
+            )
+        per_step: dict[str, dict[str, Any]] = {"scale": {}, "detector": {}, "minmax": {}}
+        for key, value in params.items():
+            step, sep, param = key.partition("__")
+            if not sep or step not in per_step:
+                raise ValueError(f"fit parameter {key!r}: name a step, as in detector__domains")
+            per_step[step][param] = value
+        if per_step["minmax"]:
+            raise ValueError(f"the minmax step takes no fit parameters, got {sorted(per_step['minmax'])}")
+        return per_step["scale"], per_step["detector"]
+
+
+def scoring_pipeline(detector: Any) -> ScoringPipeline:
     """Embeddings → FlooredStandardScaler → detector → MinMaxScaler (training range mapped to [0, 1]).
 
     Every detector sees embeddings standardised per dimension, with the divisor floored so that
-    dimensions without training spread are not blown up (see ``frozenasd.detectors.scaling``).
+    dimensions without training spread are not blown up (see ``frozenasd.detectors.scaling``). The
+    training scores are cross-fitted with the scaler inside the folds (see ``ScoringPipeline``).
     """
-    return Pipeline([("scale", FlooredStandardScaler()), ("detector", detector), ("minmax", MinMaxScaler())])
+    return ScoringPipeline(
+        [("scale", FlooredStandardScaler()), ("detector", detector), ("minmax", MinMaxScaler())]
+    )
 
 
 def get_deep_feat_cls_eat_all_model(

@@ -279,9 +279,10 @@ def fit_on_normals(
 ) -> tuple[Pipeline, float]:
     """The scoring pipeline fitted on the usable training clips, and its decision threshold.
 
-    The threshold is the gamma threshold of the training scores, leave-one-out where the detector
-    defines them. Too few clips, or a detector that cannot be fitted to them, raise FrozenASDError
-    naming ``where``.
+    The threshold is the gamma threshold of the training scores, each cross-fitted (the scaler and the
+    detector fitted without the clip; see ``ScoringPipeline``), so it comes from training clips only
+    and a normal unseen clip exceeds it about as often as the percentile says. Too few clips, or a
+    detector that cannot be fitted to them, raise FrozenASDError naming ``where``.
     """
     needed = max(2, settings.n_components)
     if len(train.clips) < needed:

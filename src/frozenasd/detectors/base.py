@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from frozenasd.detectors.crossfit import refit_folds, refit_scores
+
 DOMAIN_NAMES = ("source", "target")
 
 
@@ -21,7 +23,8 @@ class AnomalyDetectorMixin(TransformerMixin):
     detector in a Pipeline is fitted on scores comparable to those of unseen clips (for a
     nearest-neighbour detector ``fit(X).transform(X)`` would be the in-sample distance, often 0).
     Subclasses implement ``fit`` (setting ``train_scores_`` and calling ``_set_offset``) and
-    ``_anomaly_scores``.
+    ``_anomaly_scores``; ``crossfit`` (refits by default) brings the scaler before the detector into
+    the folds.
     """
 
     _score_name = "anomaly_score"
@@ -35,6 +38,24 @@ class AnomalyDetectorMixin(TransformerMixin):
 
     def _anomaly_scores(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def crossfit(self, X: np.ndarray, scaler: Any, **fit_params: Any) -> AnomalyDetectorMixin:
+        """Replace ``train_scores_`` (and ``offset_``) by scores cross-fitted with the scaler in the folds.
+
+        The detector must already be fitted on ``scaler.transform(X)``, ``X`` being the raw training
+        rows and ``scaler`` the fitted scaler before it; ``fit_params`` are those given to ``fit``. A
+        row's new score is its score under a clone of ``scaler`` and of this detector fitted without it
+        (leave-one-out up to ``LOO_REFIT_LIMIT`` rows, else ``MAX_REFIT_FOLDS`` folds; see
+        ``frozenasd.detectors.crossfit``). Subclasses override this with closed forms where exact.
+        """
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        self._set_train_scores(refit_scores(X, scaler, self, refit_folds(X.shape[0]), fit_params))
+        return self
+
+    def _set_train_scores(self, scores: np.ndarray) -> None:
+        self.train_scores_ = np.asarray(scores, dtype=np.float64)
+        self._set_offset()
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score column ``(n, 1)``; higher = more anomalous."""

@@ -30,6 +30,26 @@ def pairwise_distances(Q: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
+def per_query_distances(
+    Q: np.ndarray, B: np.ndarray, metric: str, loc: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """Distances ``(len(Q), len(B))``, query ``i`` and the memory mapped by ``(· − loc[i]) / scale[i]``.
+
+    Each query brings its own standardisation (e.g. a scaler fitted without that query); matrix products
+    keep this at the cost of a plain ``pairwise_distances`` times a small factor (rounding of order 1e-8).
+    """
+    W = 1.0 / scale**2
+    if metric == "euclidean":  # the location cancels
+        sq = (W * Q**2).sum(1)[:, None] - 2.0 * (W * Q) @ B.T + W @ (B**2).T
+        return np.sqrt(np.maximum(sq, 0.0))
+    Qc = Q - loc
+    dots = (W * Qc) @ B.T - (W * Qc * loc).sum(1)[:, None]
+    b_norms = W @ (B**2).T - 2.0 * (W * loc) @ B.T + (W * loc**2).sum(1)[:, None]
+    q_norms = np.sqrt((W * Qc**2).sum(1))[:, None]
+    denom = q_norms * np.sqrt(np.maximum(b_norms, 0.0))
+    return 1.0 - np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0.0)
+
+
 def _exact(Q: np.ndarray, P: np.ndarray, metric: str) -> np.ndarray:
     """Distances between each query row and its own candidate rows ``P[i]`` (shape (c, k, d))."""
     if metric == "cosine":
@@ -47,6 +67,8 @@ def knn_mean_distance(
     *,
     query_ids: np.ndarray | None = None,
     parents: np.ndarray | None = None,
+    loc: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mean distance of each row of ``Q`` to its ``k`` nearest rows of the memory ``B``.
 
@@ -54,7 +76,11 @@ def knn_mean_distance(
     none), memory row ``j`` is ignored for query ``i`` whenever ``query_ids[i]`` is among
     ``parents[j]``. The candidates are chosen on the fast matrix-product distances and their distances
     then recomputed directly, so near-zero distances are exact to rounding.
+
+    With ``loc`` and ``scale`` (``(len(Q), d)`` each), query ``i`` and the memory are standardised by
+    ``(· − loc[i]) / scale[i]`` before its distances are taken (see ``per_query_distances``).
     """
+    per_query = loc is not None and scale is not None
     check_metric(metric)
     n, m = Q.shape[0], B.shape[0]
     out = np.empty(n, dtype=np.float64)
@@ -63,7 +89,11 @@ def knn_mean_distance(
     chunk = max(1, _CHUNK_ELEMENTS // max(m, k * Q.shape[1], 1))
     for start in range(0, n, chunk):
         q = Q[start : start + chunk]
-        d = pairwise_distances(q, B, metric)
+        if per_query:
+            lc, sc = loc[start : start + chunk], scale[start : start + chunk]
+            d = per_query_distances(q, B, metric, lc, sc)
+        else:
+            d = pairwise_distances(q, B, metric)
         if query_ids is not None and parents is not None:
             ids = query_ids[start : start + chunk, None]
             skip = np.zeros(d.shape, dtype=bool)
@@ -75,5 +105,9 @@ def knn_mean_distance(
         elif m < k:
             raise ValueError(f"n_neighbors={k} needs at least {k} memory rows, got {m}")
         idx = np.argpartition(d, k - 1, axis=1)[:, :k]
-        out[start : start + chunk] = _exact(q, B[idx], metric).mean(axis=1)
+        if per_query:
+            q, P = (q - lc) / sc, (B[idx] - lc[:, None, :]) / sc[:, None, :]
+        else:
+            P = B[idx]
+        out[start : start + chunk] = _exact(q, P, metric).mean(axis=1)
     return out

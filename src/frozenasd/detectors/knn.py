@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from frozenasd.detectors.base import AnomalyDetectorMixin
+from frozenasd.detectors.crossfit import loo_scaler_stats
 from frozenasd.detectors.distances import check_metric, knn_mean_distance
 
 
@@ -41,6 +44,24 @@ class KNNDetector(AnomalyDetectorMixin, BaseEstimator):
             X, X, self.n_neighbors, self.metric, query_ids=ids, parents=ids[:, None]
         )
         self._set_offset()
+        return self
+
+    def crossfit(self, X: np.ndarray, scaler: Any, **fit_params: Any) -> KNNDetector:
+        """Exact leave-one-out with the scaler refitted without each clip (closed form, ``O(n² d)``).
+
+        Clip ``i`` and the other clips are standardised by the scaler fitted on the other clips
+        (``loo_scaler_stats``), then its mean distance to its ``n_neighbors`` nearest others is taken:
+        what a pipeline fitted without clip ``i`` gives it.
+        """
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        loc, scale = loo_scaler_stats(X, scaler)
+        ids = np.arange(X.shape[0])
+        self._set_train_scores(
+            knn_mean_distance(
+                X, X, self.n_neighbors, self.metric, query_ids=ids, parents=ids[:, None], loc=loc, scale=scale
+            )
+        )
         return self
 
     def _anomaly_scores(self, X: np.ndarray) -> np.ndarray:
