@@ -75,6 +75,7 @@ def _fit_clips(
         "encoder_file": Path(settings.model_path).name,
         "output": extractor.output_name_,
         "pooling": extractor.pooling,
+        "normalise": extractor.normalise,
         "target_frames": extractor.target_frames,
         "detector": settings.detector,
         "threshold": threshold,
@@ -156,7 +157,11 @@ def score_files(
         cache_dir=None,
     )
     extractor = settings.extractor()
-    extractor.set_params(output=info.get("output"), pooling=info.get("pooling", "mean"))
+    extractor.set_params(
+        output=info.get("output"),
+        pooling=info.get("pooling", "mean"),
+        normalise=info.get("normalise", "none"),
+    )
     clips = [Clip.from_path(p, info.get("machine", ""), "score") for p in files]
     embedded = embed_clips(extractor, clips, progress=progress, desc="score")
     threshold = float(threshold)
