@@ -219,7 +219,7 @@ def test_resolve_refuses_parameters_outside_the_definition():
 def test_unknown_frontend_is_named():
     with pytest.raises(ModelError, match=r"m.onnx: unknown frontend 'vggish'; known frontends: aisfx_mel"):
         get_frontend("vggish", "m.onnx")
-    assert sorted(FRONTENDS) == ["aisfx_mel", "eat_fbank", "yamnet_logmel"]
+    assert sorted(FRONTENDS) == ["aisfx_mel", "eat_fbank", "logmel", "yamnet_logmel"]
 
 
 # ---------------------------------------------------------------- extractor with patch frontends

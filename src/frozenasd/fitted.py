@@ -19,6 +19,7 @@ import numpy as np
 from frozenasd.cache import file_sha256
 from frozenasd.dcase import Clip, is_audio_file, list_clips
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import LayoutError, ModelError
 from frozenasd.run import RunSettings, embed_clips, fit_on_normals, open_cache, versions
 
@@ -75,6 +76,7 @@ def _fit_clips(
         "encoder_file": Path(settings.model_path).name,
         "output": extractor.output_name_,
         "pooling": extractor.pooling,
+        "normalise": extractor.normalise,
         "target_frames": extractor.target_frames,
         "detector": settings.detector,
         "threshold": threshold,
@@ -155,8 +157,14 @@ def score_files(
         progress=progress,
         cache_dir=None,
     )
+    pooling, normalise = info.get("pooling", "mean"), info.get("normalise", "none")
+    if pooling not in POOLINGS or normalise not in NORMALISATIONS:
+        raise ModelError(
+            f"{fitted}: the saved embedding settings are unknown here: pooling {pooling!r} (known: "
+            f"{', '.join(POOLINGS)}), normalise {normalise!r} (known: {', '.join(NORMALISATIONS)})"
+        )
     extractor = settings.extractor()
-    extractor.set_params(output=info.get("output"), pooling=info.get("pooling", "mean"))
+    extractor.set_params(output=info.get("output"), pooling=pooling, normalise=normalise)
     clips = [Clip.from_path(p, info.get("machine", ""), "score") for p in files]
     embedded = embed_clips(extractor, clips, progress=progress, desc="score")
     threshold = float(threshold)

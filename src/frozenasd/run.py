@@ -160,6 +160,7 @@ class RunSettings:
     target_frames: int | None = None
     output: str | None = None
     pooling: str = "mean"
+    normalise: str = "none"
     progress: bool = True
     cache_dir: Path | None = field(default_factory=default_cache_dir)
 
@@ -171,6 +172,7 @@ class RunSettings:
             target_frames=self.target_frames,
             output=self.output,
             pooling=self.pooling,
+            normalise=self.normalise,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,7 +186,8 @@ def open_cache(settings: RunSettings, extractor: ONNXFeatureExtractor) -> Embedd
     shaping = {
         "frontend": extractor.frontend_,
         "output": extractor.output_name_,
-        "pooling": extractor.pooling,
+        "pooling": extractor.pooling_,
+        "normalise": extractor.normalise,
         "target_frames": extractor.target_frames,
     }
     return EmbeddingCache(settings.cache_dir, file_sha256(settings.model_path), shaping)

@@ -10,6 +10,8 @@ offline once the package is installed; `prepare` turns their weights into an ONN
   quantised ONNX export; the prepared model keeps its int8 weights, computes in float32 and outputs
   the 1024-d embedding (``emb``) and the 521 AudioSet logits (``logits``).
 - ``eat-base``: EAT, fetched and exported by ``frozenasd download eat-base`` (see its module).
+- ``logmel``: no model at all; a weightless graph that passes the ``logmel`` frontend's frames through
+  as tokens (:mod:`~frozenasd.backbones.logmel_onnx`), always ready.
 
 The table of backbones is in :mod:`~frozenasd.backbones.registry`; the ONNX graphs are built by
 :mod:`~frozenasd.backbones.aisfx_onnx` and :mod:`~frozenasd.backbones.yamnet_onnx`.
@@ -24,6 +26,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from frozenasd.backbones.aisfx_onnx import _build_aisfx
+from frozenasd.backbones.logmel_onnx import _build_logmel
 from frozenasd.backbones.onnx_io import OPSET, _save_atomic
 from frozenasd.backbones.registry import BACKBONES, Backbone, BackboneStatus, cache_dir, get_backbone
 from frozenasd.backbones.yamnet_onnx import _build_yamnet
@@ -102,6 +105,12 @@ def status() -> dict[str, BackboneStatus]:
     """Whether each backbone is ready here: package installed, weights present, ONNX prepared."""
     result: dict[str, BackboneStatus] = {}
     for backbone in BACKBONES.values():
+        if backbone.builtin:
+            prepared = cache_dir() / _builtin_name(backbone)
+            onnx_path = prepared if prepared.is_file() else None
+            detail = f"built in; prepared: {prepared}" if onnx_path else "built in; prepared on first use"
+            result[backbone.name] = BackboneStatus(backbone.name, True, None, None, onnx_path, detail)
+            continue
         if backbone.package is None:
             found = next((p for p in _eat_candidates(None) if p.is_file()), None)
             detail = f"exported: {found}" if found else f"not exported; run: {backbone.install}"
@@ -164,6 +173,8 @@ def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool
     """
     backbone = get_backbone(name)
     folder = Path(dest_dir) if dest_dir is not None else cache_dir()
+    if backbone.builtin:
+        return _prepare_builtin(backbone, folder / _builtin_name(backbone), force)
     if backbone.package is None:
         found = next((p for p in _eat_candidates(folder) if p.is_file()), None)
         if found is None:
@@ -203,6 +214,33 @@ def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool
     return target
 
 
+def _builtin_name(backbone: Backbone) -> str:
+    return f"{backbone.name}-builtin-f{EXPORT_FORMAT}.onnx"
+
+
+def _prepare_builtin(backbone: Backbone, target: Path, force: bool) -> Path:
+    """The ONNX file of a view frozenasd computes itself (``logmel``), written once."""
+    if target.is_file() and not force:
+        return target
+    model = {"logmel": _build_logmel}[backbone.name]()
+    description = {
+        "model": {
+            "name": backbone.name,
+            "family": backbone.name,
+            "embed_dim": backbone.embed_dim,
+            "license": backbone.license,
+            "attribution": backbone.attribution,
+        },
+        "frontend": {"name": backbone.frontend, **get_frontend(backbone.frontend).defaults},
+        "input": {"name": model.graph.input[0].name, "layout": LAYOUT_BTF},
+        "outputs": _OUTPUTS[backbone.name],
+    }
+    for key, value in encode_metadata(description).items():
+        model.metadata_props.add(key=key, value=value)
+    _save_atomic(model, target)
+    return target
+
+
 def resolve_model(spec: str | os.PathLike) -> Path:
     """The ONNX file ``spec`` names: an existing file as it is, else a backbone name (`prepare`).
 
@@ -219,6 +257,7 @@ _LAYOUTS = {"aisfx_mel": LAYOUT_BTF, "yamnet_logmel": LAYOUT_B1TF}
 _OUTPUTS = {
     "aisfx": {"emb": "block embedding (batch, 512): mean over frequency, max over time"},
     "yamnet": {"emb": "patch embedding (batch, 1024)", "logits": "AudioSet class logits (batch, 521)"},
+    "logmel": {"emb": "frames (batch, frames, 131): 128 normalised log-mel bins, RMS, peak, crest (dB)"},
 }
 
 

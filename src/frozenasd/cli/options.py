@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from frozenasd.cache import default_cache_dir
+from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 
 if TYPE_CHECKING:
     from frozenasd.run import RunSettings
 
 
 MODEL_HELP = (
-    "the encoder: an exported ONNX file, or a backbone name (aisfx, yamnet, eat-base; "
-    "see `frozenasd backbones`), prepared on first use"
+    "the encoder: an exported ONNX file, or a backbone name (logmel: no model, always available; "
+    "aisfx, yamnet, eat-base; see `frozenasd backbones`), prepared on first use"
 )
 
 
@@ -64,9 +65,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pooling",
         default="mean",
-        choices=("mean", "bands", "none"),
-        help="mean over the patch tokens (default); bands: mean over time keeping EAT's frequency bands "
-        "(8 x dim values); none: for an output that is already (batch, dim), such as cls",
+        choices=POOLINGS,
+        help="statistic over a clip's frames, patch tokens (EAT), patches (YAMNet) or blocks (aiSFX): "
+        "mean (default), max (keeps short events), meanstd (mean and standard deviation), quantiles "
+        "(median, 90th percentile and max); bands-<statistic>: EAT only, over time keeping EAT's 8 "
+        "frequency bands (bands = bands-mean); none: for an output that is already (batch, dim), "
+        "such as cls",
+    )
+    parser.add_argument(
+        "--normalise",
+        default="none",
+        choices=NORMALISATIONS,
+        help="scale each clip's waveform before the frontend: rms (to an RMS of 0.1), peak (largest "
+        "sample to 1) or none (default)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(
@@ -96,6 +107,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         target_frames=args.target_frames,
         output=args.encoder_output,
         pooling=args.pooling,
+        normalise=args.normalise,
         progress=not args.no_progress,
         cache_dir=cache_dir,
     )

@@ -130,7 +130,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "demo", help="the offline demo: synthetic machine sounds, a packaged pre-trained model"
     )
     p.add_argument("--out", default="demo", help="folder for the data and the results (default: demo)")
-    p.add_argument("--backbone", default="aisfx", help="packaged backbone (default: aisfx; see `backbones`)")
+    p.add_argument(
+        "--backbone",
+        default="aisfx",
+        help="packaged backbone (default: aisfx), or logmel: no model (see `backbones`)",
+    )
     p.add_argument(
         "--detector",
         default="kmeansNN",

@@ -13,10 +13,16 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from frozenasd.encoders.metadata import decode_metadata
+from frozenasd.encoders.pooling import (
+    NORMALISATIONS,
+    canonical_pooling,
+    normalise_waveform,
+    parse_pooling,
+    pool_frames,
+)
 from frozenasd.errors import ModelError
 from frozenasd.frontends import Frontend, get_frontend
 
-POOLINGS = ("mean", "bands", "none")
 BATCH_VALUES = 1024 * 128  # input values of one 10-second EAT clip: the unit of the batch budget
 PATCH = 16  # EAT's patch size in fbank frames and mel bins
 DEFAULT_FRONTEND = "eat_fbank"  # for files without metadata: the seed's EAT interface
@@ -30,18 +36,23 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
     :mod:`frozenasd.frontends`; the EAT log-mel fbank for a file without metadata), which turns it into
     one or more model-input examples (EAT: the whole clip; YAMNet: 0.96 s patches; aiSFX: 100-frame
     blocks). Examples of equal shape share a batch (padding would change EAT's features: it has no
-    padding mask); the chosen output is averaged over its tokens, then over the clip's examples.
+    padding mask); the chosen output's vectors of the whole clip (the tokens of every example, or one
+    vector per example) are pooled into one embedding (see :mod:`frozenasd.encoders.pooling`).
 
     Parameters
     ----------
     model_path: the ``.onnx`` file; its input must fit its frontend (for EAT: ``(batch, 3, 128, time)``
         or ``(batch, 1, time, 128)``).
     output: the output to use; ``None`` takes ``emb`` when present, else the first output.
-    pooling: ``"mean"`` averages the patch tokens of a ``(batch, tokens, dim)`` output; ``"bands"``
-        (EAT) averages them over time only and keeps the frequency bands, ``(bands · dim)`` values
-        (8 · 768 for EAT-base); ``"none"`` requires an output that is already ``(batch, dim)``. Tokens
-        before the patch tokens (the CLS token of a block output, per the metadata's
-        ``token_layout``) are left out of both.
+    pooling: the statistic over the clip's vectors: ``"mean"``, ``"max"``, ``"meanstd"`` (mean and
+        standard deviation) or ``"quantiles"`` (median, 90th percentile, maximum); ``"bands-<stat>"``
+        (EAT) takes it over time only and keeps the frequency bands, ``(bands · dim)`` values per
+        statistic (8 · 768 for EAT-base; ``"bands"`` = ``"bands-mean"``); ``"none"`` requires an
+        output that is already ``(batch, dim)`` and averages the clip's examples. Tokens before the
+        patch tokens (the CLS token of a block output, per the metadata's ``token_layout``) are left
+        out.
+    normalise: ``"none"``; ``"rms"`` scales each waveform to an RMS of 0.1 and ``"peak"`` to a largest
+        absolute sample of 1, before the frontend (a silent clip is left as it is).
     batch_size: examples per ONNX Runtime call; examples larger than a 10-second EAT clip go in
         proportionally smaller batches (a 2-minute clip alone), so memory stays bounded.
     num_threads: ONNX Runtime intra-op threads; ``None`` uses every core.
@@ -57,6 +68,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         *,
         output: str | None = None,
         pooling: str = "mean",
+        normalise: str = "none",
         batch_size: int = 8,
         num_threads: int | None = None,
         target_frames: int | None = None,
@@ -65,6 +77,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         self.model_path = model_path
         self.output = output
         self.pooling = pooling
+        self.normalise = normalise
         self.batch_size = batch_size
         self.num_threads = num_threads
         self.target_frames = target_frames
@@ -82,8 +95,9 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
                 "`python example_model_onnx_conversion.py` or `frozenasd download eat-base -o FILE.onnx`, "
                 "or name a backbone listed by `frozenasd backbones`)"
             )
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        statistic, keep_bands = parse_pooling(self.pooling)
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {self.normalise!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         options = ort.SessionOptions()
@@ -128,11 +142,11 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             )
         if rank == 3 and self.pooling == "none":
             raise ModelError(f"{path}: output {name!r} is (batch, tokens, dim); choose pooling='mean'")
-        if rank == 2 and self.pooling == "bands":
+        if rank == 2 and keep_bands:
             raise ModelError(f"{path}: output {name!r} is (batch, dim): it has no tokens to pool by band")
-        if self.pooling == "bands" and frontend.name != "eat_fbank":
+        if keep_bands and frontend.name != "eat_fbank":
             raise ModelError(
-                f"{path}: pooling='bands' needs EAT's patch grid; this model uses {frontend.name!r}"
+                f"{path}: pooling={self.pooling!r} needs EAT's patch grid; this model uses {frontend.name!r}"
             )
         prefix = ((description.get("token_layout") or {}).get(name) or {}).get("prefix_tokens", 0)
 
@@ -144,6 +158,9 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         self.prefix_tokens_ = int(prefix)
         self.frontend_ = {"name": frontend.name, **params}
         self.metadata_ = description
+        self.statistic_ = statistic
+        self.keep_bands_ = keep_bands
+        self.pooling_ = canonical_pooling(self.pooling)
 
     def fit(self, X: Any = None, y: Any = None) -> ONNXFeatureExtractor:
         """Open the model; the encoder is frozen, so nothing is learned from ``X``."""
@@ -180,6 +197,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             if wave.ndim != 1 or wave.size == 0:
                 raise ValueError(f"waveform must be 1-D and non-empty, got shape {wave.shape}")
             wave = soxr.resample(wave, given, rate, quality="HQ").astype(np.float32)
+        wave = normalise_waveform(wave, self.normalise)
         return self._frontend().features(wave, self.frontend_, target_frames=self.target_frames)
 
     def longest_samples(self) -> int | None:
@@ -200,7 +218,11 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
 
     # ----------------------------------------------------------------- encoder
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        """Run the session on a stack of examples; return ``(B, dim)`` embeddings."""
+        """Run the session on a stack of examples; return their vectors ``(B, n, dim)`` to pool.
+
+        ``n`` is the patch tokens (time steps of ``bands · dim`` when the bands are kept) of a token
+        output, 1 for an output that is already one vector per example.
+        """
         x = self._frontend().model_input(batch, self.layout_)
         try:
             out = self.session_.run([self.output_name_], {self.input_name_: x})[0]
@@ -211,20 +233,19 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
                 f"{self.model_path}: the encoder failed on {len(batch)} example(s) of shape "
                 f"{list(batch.shape[1:])}: {exc}"
             ) from exc
-        if out.ndim == 3:
-            patches = out[:, self.prefix_tokens_ :]
-            if self.pooling == "bands":
-                bands = self.frontend_["num_mel_bins"] // PATCH
-                if patches.shape[1] % bands:
-                    raise ModelError(
-                        f"{self.model_path}: output {self.output_name_!r} has {patches.shape[1]} patch "
-                        f"tokens, not a whole number of {bands}-band time steps"
-                    )
-                # time-major tokens: (B, time, band, dim) → mean over time → (B, band · dim)
-                out = patches.reshape(len(out), -1, bands, out.shape[2]).mean(axis=1).reshape(len(out), -1)
-            else:
-                out = patches.mean(axis=1)
-        return out.astype(np.float32, copy=False)
+        if out.ndim == 2:
+            return out[:, None].astype(np.float32, copy=False)
+        patches = out[:, self.prefix_tokens_ :]
+        if self.keep_bands_:
+            bands = self.frontend_["num_mel_bins"] // PATCH
+            if patches.shape[1] % bands:
+                raise ModelError(
+                    f"{self.model_path}: output {self.output_name_!r} has {patches.shape[1]} patch "
+                    f"tokens, not a whole number of {bands}-band time steps"
+                )
+            # time-major tokens: (B, time · band, dim) → (B, time, band · dim)
+            patches = patches.reshape(len(out), -1, bands * out.shape[2])
+        return patches.astype(np.float32, copy=False)
 
     def embed_features(self, features: Sequence[np.ndarray]) -> np.ndarray:
         """Embed already computed frontend features (one entry per clip); returns ``(n_clips, dim)``."""
@@ -239,19 +260,16 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
                 raise ValueError(f"clip {clip} has no model-input examples")
             for k in range(len(stack)):
                 groups[stack.shape[1:]].append((clip, k))
-        sums: np.ndarray | None = None
+        vectors: list[list[np.ndarray]] = [[] for _ in features]
         for shape, refs in groups.items():
             # Long examples go in smaller batches: no batch holds more values than batch_size 10-s clips.
             size = max(1, min(self.batch_size, self.batch_size * BATCH_VALUES // math.prod(shape)))
             for start in range(0, len(refs), size):
                 chunk = refs[start : start + size]
-                emb = self._run(np.stack([examples[c][k] for c, k in chunk]))
-                if sums is None:
-                    sums = np.zeros((len(features), emb.shape[1]), dtype=np.float64)
-                np.add.at(sums, [c for c, _ in chunk], emb)
-        assert sums is not None
-        counts = np.array([len(stack) for stack in examples], dtype=np.float64)
-        return (sums / counts[:, None]).astype(np.float32)
+                out = self._run(np.stack([examples[c][k] for c, k in chunk]))
+                for (c, _), frames in zip(chunk, out, strict=True):
+                    vectors[c].append(frames)
+        return np.stack([pool_frames(np.concatenate(v), self.statistic_) for v in vectors])
 
     def transform(self, X: Iterable[np.ndarray]) -> np.ndarray:
         """Embed each waveform of ``X``; returns ``(n_clips, dim)`` float32."""

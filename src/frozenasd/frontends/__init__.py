@@ -9,6 +9,8 @@ frontend's parameters. Each frontend here is the numpy definition of one model f
   0.96 s every 0.48 s at 16 kHz.
 - ``aisfx_mel`` (:mod:`~frozenasd.frontends.aisfx`): aiSFX's normalised log-mel blocks
   ``(n_blocks, 100, 96)``, 100 frames every 50 at 44.1 kHz.
+- ``logmel`` (:mod:`~frozenasd.frontends.logmel`): EAT's fbank frames without padding and three level
+  statistics per frame, one ``(T, 131)`` example per clip (the ``logmel`` view, no model).
 
 The interface, its parameter and input-shape checks and the layouts are in :mod:`frozenasd.frontends.base`.
 """
@@ -19,6 +21,7 @@ from frozenasd.errors import ModelError
 from frozenasd.frontends.aisfx import AisfxMel, aisfx_blocks, aisfx_mel_bank, aisfx_mel_spectrogram
 from frozenasd.frontends.base import LAYOUT_BTF, Frontend
 from frozenasd.frontends.eat import EATFbank
+from frozenasd.frontends.logmel import LogMel, frame_levels
 from frozenasd.frontends.yamnet import YAMNetLogMel, yamnet_log_mel, yamnet_mel_weights, yamnet_pad
 
 __all__ = [
@@ -27,17 +30,19 @@ __all__ = [
     "AisfxMel",
     "EATFbank",
     "Frontend",
+    "LogMel",
     "YAMNetLogMel",
     "aisfx_blocks",
     "aisfx_mel_bank",
     "aisfx_mel_spectrogram",
+    "frame_levels",
     "get_frontend",
     "yamnet_log_mel",
     "yamnet_mel_weights",
     "yamnet_pad",
 ]
 
-FRONTENDS: dict[str, Frontend] = {f.name: f for f in (EATFbank(), YAMNetLogMel(), AisfxMel())}
+FRONTENDS: dict[str, Frontend] = {f.name: f for f in (EATFbank(), YAMNetLogMel(), AisfxMel(), LogMel())}
 
 
 def get_frontend(name: object, source: object = "model") -> Frontend:
