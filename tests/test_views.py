@@ -13,11 +13,9 @@ import soundfile as sf
 from onnx import TensorProto, helper
 
 from frozenasd.backbones import format_backbones_table, prepare, resolve_model, status
-from frozenasd.constant_features import DropConstantFeatures
 from frozenasd.dcase import list_clips
 from frozenasd.demo import DemoData, run_demo
-from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
-from frozenasd.detectors import MahalanobisDetector
+from frozenasd.detector_io import pipeline_info
 from frozenasd.encoders.metadata import METADATA_KEY, decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import (
@@ -31,7 +29,6 @@ from frozenasd.encoders.pooling import (
 from frozenasd.fbank import eat_features, num_frames
 from frozenasd.fitted import audio_files, fit_machine, score_files
 from frozenasd.frontends import get_frontend
-from frozenasd.pipeline import scoring_pipeline
 from frozenasd.run import RunSettings, embed_clips, open_cache
 
 RNG = np.random.default_rng(7)
@@ -268,29 +265,6 @@ def test_demo_runs_with_the_logmel_backbone(tmp_path):
     )
     result = run_demo(tmp_path / "demo", backbone="logmel", data=small, progress=False)
     assert isinstance(result.results["valve"], dict), result.results
-
-
-# ---------------------------------------------------------------- constant dimensions
-def test_constant_training_dimensions_are_dropped_and_saved(tmp_path):
-    x = RNG.standard_normal((30, 6))
-    x[:, 1] = 0.0  # a dead unit
-    x[:, 4] = 3.5  # a level fixed by normalisation
-    drop = DropConstantFeatures().fit(x)
-    np.testing.assert_array_equal(drop.columns_, [0, 2, 3, 5])
-    test = RNG.standard_normal((4, 6))
-    np.testing.assert_array_equal(drop.transform(test), test[:, [0, 2, 3, 5]])
-    with pytest.raises(ValueError, match="every one of the 2 embedding dimensions is the same in all 3"):
-        DropConstantFeatures().fit(np.ones((3, 2)))
-    with pytest.raises(ValueError, match="6 features"):
-        drop.transform(test[:, :5])
-
-    pipe = scoring_pipeline(MahalanobisDetector())
-    pipe.steps.insert(0, ("drop", DropConstantFeatures()))
-    pipe.fit(x)
-    save_scoring_pipeline(pipe, tmp_path / "p.npz", {"machine": "m"})
-    loaded = load_scoring_pipeline(tmp_path / "p.npz")
-    np.testing.assert_allclose(loaded.transform(test), pipe.transform(test))
-    assert loaded.steps[0][1].n_features_in_ == 6
 
 
 def test_every_pooling_is_offered_on_the_command_line():

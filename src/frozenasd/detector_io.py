@@ -26,7 +26,6 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from frozenasd import __version__
-from frozenasd.constant_features import DropConstantFeatures
 from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.detectors.scaling import FlooredStandardScaler
 from frozenasd.errors import ModelError
@@ -47,7 +46,7 @@ MAX_INFLATION = 100
 SAVEABLE: dict[str, tuple[type, tuple[str, ...]]] = {
     **{
         c.__name__: (c, c._state_attributes)
-        for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector, DropConstantFeatures)
+        for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector)
     },
     "StandardScaler": (StandardScaler, ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_")),
     "FlooredStandardScaler": (
