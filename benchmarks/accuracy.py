@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import io
 import itertools
+import json
 import re
 import shlex
 import sys
@@ -449,6 +450,36 @@ def render(
 # ---------------------------------------------------------------------------------------------------
 
 
+def as_json(configs: list[Config], datasets: list[DataSet], outcomes: dict) -> dict:
+    """What the table shows, for a program: per configuration its options, outcomes and worst machine."""
+    rows = []
+    for config in configs:
+        mine = outcomes.get(config.name, {})
+        worst = worst_machine(mine, datasets)
+        data = {
+            d.name: {
+                "official_score": mine[d.name].score,
+                "hmean": {m: mine[d.name].hmean(m) for m in d.machines},
+                "error": mine[d.name].error,
+                "seconds": round(mine[d.name].seconds, 3),
+            }
+            for d in datasets
+            if d.name in mine
+        }
+        rows.append(
+            {
+                "name": config.name,
+                "options": config.options,
+                "data": data,
+                "worst": None if worst is None else {"hmean": worst[0], "machine": worst[1]},
+            }
+        )
+    return {
+        "data": {d.name: {"root": str(d.root), "machines": d.machines} for d in datasets},
+        "configs": rows,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -488,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector", action="append", help="with --encoder: detector name(s) (default: kmeansNN)"
     )
     parser.add_argument("--out", type=Path, default=Path("accuracy.md"), help="markdown file to write")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     parser.add_argument("--work", type=Path, default=None, help="folder for run outputs (default: temporary)")
     parser.add_argument(
         "--cache-dir",
@@ -524,6 +556,15 @@ def load_datasets(specs: list[tuple[str, Path]]) -> list[DataSet]:
     return datasets
 
 
+def write_outputs(
+    args: argparse.Namespace, body: str, configs: list[Config], datasets: list[DataSet], outcomes: dict
+) -> None:
+    """The markdown file, and the JSON file when asked for."""
+    args.out.write_text(body)
+    if args.json:
+        args.json.write_text(json.dumps(as_json(configs, datasets, outcomes), indent=2) + "\n")
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_")[:80] or "config"
 
@@ -547,10 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     models = {c.settings.model_path for c in configs if c.settings is not None}
     if not any(is_eat(path) for path in models):
         notes.append(
-            'No EAT encoder is in this run, so it has no EAT rows: `--config "eat=--model eat-base"` (or '
-            "`--encoder eat-base.onnx --embedding mean --embedding cls --embedding bands`) adds them once "
-            "the weights are present; `--embedding layer_5` a block's output with an export made with "
-            "`--layers 5`."
+            "No EAT encoder was measured in this run (an `eat-base` configuration fails until its weights "
+            'are present): `--config "eat=--model eat-base"` (or `--encoder eat-base.onnx --embedding mean '
+            "--embedding cls --embedding bands`) measures it, and `--embedding layer_5` a block's output "
+            "with an export made with `--layers 5`."
         )
 
     outcomes: dict[str, dict[str, Outcome]] = {}
@@ -563,10 +604,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{config.name} on {data.name}: {status} ({outcome.seconds:.1f} s)", flush=True)
             if outcome.error:
                 print(f"  {outcome.error}", flush=True)
-            args.out.write_text(render(configs, datasets, outcomes, command, notes))
+            write_outputs(
+                args, render(configs, datasets, outcomes, command, notes), configs, datasets, outcomes
+            )
     body = render(configs, datasets, outcomes, command, notes)
-    args.out.write_text(body)
-    print(f"written {args.out}")
+    write_outputs(args, body, configs, datasets, outcomes)
+    print(f"written {args.out}" + (f" and {args.json}" if args.json else ""))
     if args.benchmarks_md:
         write_section(body, SECTION, args.benchmarks_md)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import shlex
 from pathlib import Path
 from types import ModuleType
@@ -95,7 +96,7 @@ def test_every_configuration_on_every_data_set_with_the_worst_machine(
         "--config", f"bad option=--model {model} --pooling no-such-pooling",
         "--config", f"no model=--model {shlex.quote(str(tmp_path / 'missing.onnx'))}",
         "--encoder", str(patch_encoder), "--detector", "knn-euclidean",
-        "--out", str(out), "--work", str(work),
+        "--out", str(out), "--work", str(work), "--json", str(tmp_path / "accuracy.json"),
     ]  # fmt: skip
     assert harness.main(argv) == 0
     text = out.read_text()
@@ -129,6 +130,13 @@ def test_every_configuration_on_every_data_set_with_the_worst_machine(
     results = run(two, None, tmp_path / "again", config.settings)
     assert rows[grid[0]]["two: valve"] == f"{100 * results['valve']['hmean']:.2f}"
     assert "<details>" in text and "| harmonic mean |" in text
+    saved = {c["name"]: c for c in json.loads((tmp_path / "accuracy.json").read_text())["configs"]}
+    assert saved[grid[0]]["data"]["two"]["hmean"]["valve"] == pytest.approx(results["valve"]["hmean"])
+    assert saved[legacy]["worst"]["hmean"] == pytest.approx(worst[legacy] / 100, abs=5e-5)
+    assert (
+        saved["bad option"]["worst"] is None
+        and "no-such-pooling" in saved["bad option"]["data"]["one"]["error"]
+    )
 
 
 def test_a_data_set_that_is_not_one_is_named(
