@@ -43,6 +43,8 @@ from typing import Any
 
 from _common import machine, write_section
 
+from frozenasd.cli import build_parser as frozenasd_parser
+from frozenasd.cli import settings_from
 from frozenasd.dcase import discover_machines, list_clips
 from frozenasd.errors import FrozenASDError
 from frozenasd.evaluate import format_table
@@ -176,12 +178,11 @@ def grid_axis(text: str) -> list[tuple[str, list[str]]]:
     return [(value, [option, value]) for value in values]
 
 
-def expand_grid(axes: list[str]) -> list[tuple[str, list[str]]]:
-    """The product of a grid's axes → (name, options) per configuration."""
-    parsed = [grid_axis(axis) for axis in axes]
+def expand_grid(axes: list[list[tuple[str, list[str]]]]) -> list[tuple[str, list[str]]]:
+    """The product of a grid's axes (each as ``grid_axis`` gives it) → (name, options) per configuration."""
     return [
         (" · ".join(label for label, _ in combo), [t for _, options in combo for t in options])
-        for combo in itertools.product(*parsed)
+        for combo in itertools.product(*axes)
     ]
 
 
@@ -204,13 +205,11 @@ class OptionsError(ValueError):
 
 def parse_run_options(options: list[str]) -> argparse.Namespace:
     """``options`` as `frozenasd run` parses them; OptionsError with argparse's message if it rejects them."""
-    from frozenasd.cli import build_parser
-
     argv = ["run", "--data", "<data>", "--out", "<out>", *options]
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            return build_parser().parse_args(argv)
+            return frozenasd_parser().parse_args(argv)
     except SystemExit:
         lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
         raise OptionsError(lines[-1] if lines else "not options `frozenasd run` accepts") from None
@@ -230,16 +229,10 @@ def make_config(name: str, options: list[str], harness_options: list[str]) -> Co
     """
     config = Config(name, options)
     try:
-        config.settings = settings_of(parse_run_options([*options, *harness_options]))
+        config.settings = settings_from(parse_run_options([*options, *harness_options]))
     except Exception as exc:  # noqa: BLE001 - any failure of one configuration is reported, not raised
         config.error = describe_error(exc)
     return config
-
-
-def settings_of(args: argparse.Namespace) -> RunSettings:
-    from frozenasd.cli import settings_from
-
-    return settings_from(args)
 
 
 def build_configs(args: argparse.Namespace, harness_options: list[str]) -> list[Config]:
@@ -503,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid",
         action="append",
         nargs="+",
+        type=grid_axis,
         metavar="AXIS",
         help="configurations: the product of the axes, each '--option value ...' or 'options | options'",
     )

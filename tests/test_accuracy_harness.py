@@ -62,13 +62,14 @@ def test_configurations_are_parsed_by_the_run_command(harness: ModuleType, patch
 
 
 def test_grids_expand_to_their_product(harness: ModuleType) -> None:
-    assert harness.expand_grid(["--model a b", "--detector knn mahalanobis"]) == [
+    axes = [harness.grid_axis("--model a b"), harness.grid_axis("--detector knn mahalanobis")]
+    assert harness.expand_grid(axes) == [
         ("a · knn", ["--model", "a", "--detector", "knn"]),
         ("a · mahalanobis", ["--model", "a", "--detector", "mahalanobis"]),
         ("b · knn", ["--model", "b", "--detector", "knn"]),
         ("b · mahalanobis", ["--model", "b", "--detector", "mahalanobis"]),
     ]
-    assert harness.expand_grid(["--pooling max --seed 1 | --pooling mean"]) == [
+    assert harness.expand_grid([harness.grid_axis("--pooling max --seed 1 | --pooling mean")]) == [
         ("--pooling max --seed 1", ["--pooling", "max", "--seed", "1"]),
         ("--pooling mean", ["--pooling", "mean"]),
     ]
