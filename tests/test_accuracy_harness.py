@@ -125,6 +125,9 @@ def test_every_configuration_on_every_data_set_with_the_worst_machine(
     assert rows["no model"]["one: official score %"].startswith("failed: ")
     assert "missing.onnx" in rows["no model"]["two: official score %"]
 
+    # One cache serves the whole harness run: the three working configurations embed alike, so once.
+    assert len([p for p in (work / "cache").iterdir() if p.is_dir()]) == 1
+
     # The numbers are those of `frozenasd run` with the same options.
     config = harness.make_config("again", ["--model", str(patch_encoder), "--detector", "knn"], [])
     config.settings.cache_dir, config.settings.progress = None, False
