@@ -58,7 +58,7 @@ EMBEDDINGS = {
     "bands": {"output": None, "pooling": "bands"},
 }
 BEST = "★"  # marks the configuration(s) with the best worst case
-ERROR_CHARS = 300  # of an error shown in a table cell (the details below the table hold all of it)
+ERROR_CHARS = 160  # of an error shown in a table cell (the details below the table hold all of it)
 
 
 @dataclass
