@@ -347,13 +347,10 @@ def summary_table(configs: list[Config], datasets: list[DataSet], outcomes: dict
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     worst = {c.name: worst_machine(outcomes.get(c.name, {}), datasets) for c in configs}
     best = max((w[0] for w in worst.values() if w), default=None)
+    best_names = [c.name for c in configs if worst[c.name] and worst[c.name][0] == best]
     for config in configs:
         mine = outcomes.get(config.name, {})
-        name = (
-            f"**{config.name}** {BEST}"
-            if best is not None and worst[config.name] and (worst[config.name][0] == best)
-            else config.name
-        )
+        name = f"**{config.name}** {BEST}" if config.name in best_names else config.name
         row = [cell(name), f"`{cell(shlex.join(config.options))}`" if config.options else "(defaults)"]
         for data in datasets:
             outcome = mine.get(data.name)
@@ -374,10 +371,9 @@ def summary_table(configs: list[Config], datasets: list[DataSet], outcomes: dict
     if best is None:
         verdict = "No configuration was scored on every machine of every data set."
     else:
-        names = [c.name for c in configs if worst[c.name] and worst[c.name][0] == best]
         verdict = (
             f"{BEST} best worst case (the highest lowest machine hmean over all data sets): "
-            + ", ".join(f"**{cell(n)}**" for n in names)
+            + ", ".join(f"**{cell(n)}**" for n in best_names)
             + f", {percent(best)} %."
         )
     return lines, verdict
