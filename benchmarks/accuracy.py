@@ -335,7 +335,7 @@ def worst_machine(outcomes: dict[str, Outcome], datasets: list[DataSet]) -> tupl
             if value is None:
                 return None
             values.append((value, f"{data.name}/{name}"))
-    return min(values) if values else None
+    return min(values, key=lambda v: v[0]) if values else None  # a tie: the first in the table's order
 
 
 def summary_table(configs: list[Config], datasets: list[DataSet], outcomes: dict) -> tuple[list[str], str]:
