@@ -50,8 +50,8 @@ class KNNDetector(AnomalyDetectorMixin, BaseEstimator):
         """Exact leave-one-out with the scaler refitted without each clip (closed form, ``O(n² d)``).
 
         Clip ``i`` and the other clips are standardised by the scaler fitted on the other clips
-        (``loo_scaler_stats``, dimensions that fold drops left out), then its mean distance to its ``n_neighbors`` nearest others is taken:
-        what a pipeline fitted without clip ``i`` gives it.
+        (``loo_scaler_stats``; the dimensions it drops left out), then its mean distance to its
+        ``n_neighbors`` nearest others is taken: what a pipeline fitted without clip ``i`` gives it.
         """
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)

@@ -74,7 +74,7 @@ class FlooredStandardScaler(StandardScaler):
         self.min_scale_ratio = min_scale_ratio
 
     def partial_fit(self, X: Any, y: object = None, sample_weight: Any = None) -> FlooredStandardScaler:
-        """Update the statistics as ``StandardScaler`` does (``fit`` goes through here), then drop and floor."""
+        """Update the statistics as ``StandardScaler`` does (``fit`` goes through here); drop, then floor."""
         if not 0.0 < self.min_scale_ratio <= 1.0:
             raise ValueError(f"min_scale_ratio must be in (0, 1], got {self.min_scale_ratio!r}")
         super().partial_fit(X, y, sample_weight)
@@ -83,9 +83,10 @@ class FlooredStandardScaler(StandardScaler):
             return self
         self.keep_ = kept_dimensions(self.var_)
         if not self.keep_.any():
+            seen = int(np.max(self.n_samples_seen_))
             raise ValueError(
-                f"none of the {self.n_features_in_} dimensions varies over the {int(np.max(self.n_samples_seen_))} "
-                "training embeddings (every clip gives the same embedding): nothing to learn from"
+                f"none of the {self.n_features_in_} dimensions varies over the {seen} training embeddings "
+                "(every clip gives the same embedding): nothing to learn from"
             )
         self.scale_ = floored_scale(self.var_, self.min_scale_ratio)
         return self
