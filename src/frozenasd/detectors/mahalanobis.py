@@ -90,7 +90,8 @@ def varying_dimensions(X: np.ndarray) -> np.ndarray:
 def _held_out_distances(Z: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Distances of the rows ``Q`` under the detector ``fit`` would make on ``Z`` (no eigendecomposition)."""
     active = varying_dimensions(Z)
-    Z, Q = Z[:, active], Q[:, active]
+    if not active.all():
+        Z, Q = Z[:, active], Q[:, active]
     n, d = Z.shape
     R = Z - Z.mean(axis=0)
     gram = R @ R.T if n < d else R.T @ R
@@ -158,7 +159,7 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
                 f"the {n} training embeddings do not vary along {X.shape[1]} of {X.shape[1]} directions "
                 "(identical clips?): no Mahalanobis distance is defined"
             )
-        R = X[:, active] - self.location_[active]
+        R = X - self.location_ if active.all() else X[:, active] - self.location_[active]
         lam, V = _covariance_eig(R)
         self.shrinkage_ = lw_shrinkage(R)
         floor = self.shrinkage_ * lam.sum() / d  # the shrunk eigenvalue of every direction without spread
@@ -174,8 +175,11 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
             precision = (V / shrunk) @ V.T
         else:  # 1/floor off the spanned subspace
             precision = (V * (1.0 / shrunk - 1.0 / floor)) @ V.T + np.eye(d) / floor
-        self.precision_ = np.zeros((X.shape[1], X.shape[1]))
-        self.precision_[np.ix_(active, active)] = precision
+        if active.all():
+            self.precision_ = precision
+        else:
+            self.precision_ = np.zeros((X.shape[1], X.shape[1]))
+            self.precision_[np.ix_(active, active)] = precision
         self.train_scores_ = loo_mahalanobis(R, lam, V, self.shrinkage_)
         self._set_offset()
         return self
