@@ -85,8 +85,8 @@ class FlooredStandardScaler(StandardScaler):
         if not self.keep_.any():
             seen = int(np.max(self.n_samples_seen_))
             raise ValueError(
-                f"none of the {self.n_features_in_} dimensions varies over the {seen} training embeddings "
-                "(every clip gives the same embedding): nothing to learn from"
+                f"the {seen} training embeddings are all equal (none of their {self.n_features_in_} "
+                "dimensions varies): nothing to learn from"
             )
         self.scale_ = floored_scale(self.var_, self.min_scale_ratio)
         return self
