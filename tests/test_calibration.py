@@ -45,12 +45,22 @@ def relu_like(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.hstack([rng.standard_normal((n, 16)), sparse])
 
 
+def one_clip_dimensions(X: np.ndarray) -> np.ndarray:
+    """``X`` with 8 more dimensions, each zero but for one clip (large values, beyond any floor), and
+    4 that are zero for every clip."""
+    extra = np.zeros((len(X), 12))
+    for j, i in enumerate(np.linspace(0, len(X) - 1, 8).astype(int)):
+        extra[i, j] = 5.0 + j
+    return np.hstack([X, extra])
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_unseen_normal_clips_score_like_training_clips_on_synthetic_embeddings(name):
     zs = []
     for seed in range(4):  # 40 training clips: one draw's median z varies by about ±0.5
         rng = np.random.default_rng(seed)
         X, T = relu_like(rng, 40), relu_like(rng, 300)
+        assert ((X != 0).sum(axis=0) == 1).sum() >= 20  # dimensions in which one training clip fires
         domains = ["target" if i % 4 == 0 else "source" for i in range(len(X))]
         zs.append(held_out_median_z(name, X, T, domains))
     assert abs(np.median(zs)) <= 0.5, zs
@@ -105,11 +115,12 @@ def refit_score(X: np.ndarray, held: np.ndarray, detector) -> np.ndarray:
     [KNNDetector(metric="cosine"), KNNDetector(2, metric="euclidean"), MahalanobisDetector()],
     ids=["knn-cosine", "knn2-euclidean", "mahalanobis"],
 )
-@pytest.mark.parametrize("n,d", [(30, 50), (60, 12)])
-def test_crossfitted_score_is_the_score_of_a_pipeline_fitted_without_the_clip(detector, n, d):
+@pytest.mark.parametrize("n,d,one_clip", [(30, 50, False), (60, 12, False), (30, 50, True)])
+def test_crossfitted_score_is_the_score_of_a_pipeline_fitted_without_the_clip(detector, n, d, one_clip):
     X = relu_like(np.random.default_rng(n), n)[:, :d]
+    X = one_clip_dimensions(X) if one_clip else X
     det = scoring_pipeline(clone(detector)).fit(X).named_steps["detector"]
-    for i in (0, 7, n - 1):
+    for i in (0, 7, n - 1) if not one_clip else range(n):
         assert det.train_scores_[i] == pytest.approx(refit_score(X, np.array([i]), detector)[0], rel=1e-9)
     assert det.offset_ == pytest.approx(np.percentile(-det.train_scores_, 10.0))
 
@@ -127,12 +138,21 @@ def test_mahalanobis_folds_beyond_the_leave_one_out_limit(monkeypatch):
 
 
 def test_loo_scaler_stats_are_the_scaler_fitted_without_each_row():
-    X = relu_like(np.random.default_rng(1), 25)
-    loc, scale = loo_scaler_stats(X, FlooredStandardScaler())
-    for i in (0, 12, 24):
+    X = one_clip_dimensions(relu_like(np.random.default_rng(1), 25))
+    loc, scale, keep = loo_scaler_stats(X, FlooredStandardScaler())
+    overall = FlooredStandardScaler().fit(X).keep_
+    assert (overall & ~keep).any(axis=1).sum() >= 3  # rows alone in firing in some dimension
+    for i in range(len(X)):
         refit = FlooredStandardScaler().fit(np.delete(X, i, axis=0))
         np.testing.assert_allclose(loc[i], refit.mean_, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(scale[i], refit.scale_, rtol=1e-9)
+        np.testing.assert_array_equal(keep[i], refit.keep_)
+
+
+def test_a_fold_without_any_spread_is_a_clear_error():
+    X = np.vstack([np.ones((4, 3)), [[1.0, 2.0, 1.0]]])
+    with pytest.raises(ValueError, match="without training clip 4 the other 4 embeddings are all the same"):
+        loo_scaler_stats(X, FlooredStandardScaler())
 
 
 def shuffle_labels(data: Path, seed: int) -> None:

@@ -242,3 +242,59 @@ def test_deeply_nested_description_is_refused(saved, depth):
     np.savez(saved, **arrays)
     with pytest.raises(ModelError, match=r"det\.npz: the __meta__ description is nested more than 32 levels"):
         load_detector(saved)
+
+
+def data_with_a_constant_dimension(seed: int = 0):
+    """``data`` with a dimension that is 1.5 for every training clip and varies for the test clips."""
+    X, domains, Q = data(seed)
+    return np.hstack([X, np.full((len(X), 1), 1.5)]), domains, np.hstack([Q, 3.0 * Q[:, :1]])
+
+
+@pytest.mark.parametrize("name", ["knn", "mahalanobis"])
+def test_the_dropped_dimensions_are_kept_in_a_saved_pipeline(name, tmp_path):
+    X, domains, Q = data_with_a_constant_dimension()
+    pipe = scoring_pipeline(make_detector(name)).fit(X, detector__domains=domains)
+    save_scoring_pipeline(pipe, tmp_path / "pipe.npz")
+    assert read_npz(tmp_path / "pipe.npz")["0.keep_"].tolist() == [True] * 5 + [False]
+    back = load_scoring_pipeline(tmp_path / "pipe.npz")
+    np.testing.assert_array_equal(back.named_steps["scale"].keep_, pipe.named_steps["scale"].keep_)
+    np.testing.assert_array_equal(back.transform(Q), pipe.transform(Q))
+    Q[:, -1] = -40.0  # the dropped dimension changes no score
+    np.testing.assert_array_equal(back.transform(Q), pipe.transform(Q))
+
+
+def without_keep(path: Path) -> None:
+    """Rewrite a saved scoring pipeline as it was saved before its scaler had ``keep_``."""
+    arrays = read_npz(path)
+    meta = json.loads(str(arrays.pop("__meta__")))
+    del arrays["0.keep_"]
+    meta["steps"][0]["arrays"].remove("keep_")
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+
+
+def test_a_scaler_saved_without_keep_keeps_every_dimension(tmp_path):
+    X, domains, Q = data_with_a_constant_dimension()
+    pipe = scoring_pipeline(make_detector("knn-euclidean")).fit(X, detector__domains=domains)
+    path = tmp_path / "old.npz"
+    save_scoring_pipeline(pipe, path)
+    without_keep(path)
+    back = load_scoring_pipeline(path)
+    scale = back.named_steps["scale"]
+    assert not hasattr(scale, "keep_")
+    np.testing.assert_array_equal(scale.transform(Q), (Q - scale.mean_) / scale.scale_)
+    detector, minmax = back.named_steps["detector"], back.named_steps["minmax"]
+    expected = minmax.transform(detector.transform((Q - scale.mean_) / scale.scale_))
+    np.testing.assert_array_equal(back.transform(Q), expected)
+    assert back.transform(Q)[:, 0].tolist() != pipe.transform(Q)[:, 0].tolist()
+
+
+@pytest.mark.parametrize("keep", [np.ones(6), np.ones(5, dtype=bool)], ids=["not-boolean", "wrong-length"])
+def test_a_bad_keep_mask_is_refused_naming_the_file(keep, tmp_path):
+    X, domains, _ = data_with_a_constant_dimension()
+    path = tmp_path / "pipe.npz"
+    save_scoring_pipeline(scoring_pipeline(make_detector("knn")).fit(X, detector__domains=domains), path)
+    arrays = read_npz(path)
+    arrays["0.keep_"] = keep
+    np.savez(path, **arrays)
+    with pytest.raises(ModelError, match=rf"{path}: the saved state does not fit together: keep_ must be"):
+        load_scoring_pipeline(path)

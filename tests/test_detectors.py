@@ -537,9 +537,13 @@ def test_floored_scale_is_kept_in_a_saved_pipeline(tmp_path):
 def test_floored_scaler_without_any_spread_and_with_a_bad_ratio():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        scaler = FlooredStandardScaler().fit(np.ones((5, 3)))
-    np.testing.assert_array_equal(scaler.scale_, np.ones(3))
-    np.testing.assert_array_equal(scaler.transform(np.full((1, 3), 2.0)), np.ones((1, 3)))
+        with pytest.raises(
+            ValueError, match=r"the 5 training embeddings are all equal \(none of their 3 dimensions varies\)"
+        ):
+            FlooredStandardScaler().fit(np.full((5, 3), 0.1))
+    for name in sorted(DETECTORS):
+        with pytest.raises(ValueError, match=r"are all equal \(none of their 3 dimensions varies\)"):
+            scoring_pipeline(make_detector(name)).fit(np.full((8, 3), 2.5))
     for ratio in (0.0, 1.5):
         with pytest.raises(ValueError, match=r"min_scale_ratio must be in \(0, 1\]"):
             FlooredStandardScaler(min_scale_ratio=ratio).fit(np.eye(3))
@@ -574,3 +578,49 @@ def test_mahalanobis_without_spread_is_a_clear_error(rows):
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ValueError, match=r"do not vary along \d+ of \d+ directions"):
             MahalanobisDetector().fit(rows)
+
+
+def with_constant_dimensions(X: np.ndarray) -> np.ndarray:
+    """``X`` with 3 dimensions constant over its rows (0, 2.5 and 0.1) at ``CONSTANT``, among the others."""
+    out = np.insert(X, [0, 2, X.shape[1]], 0.0, axis=1)
+    out[:, CONSTANT[1:]] = [2.5, 0.1]
+    return out
+
+
+CONSTANT = [0, 3, -1]  # where with_constant_dimensions puts them
+
+
+def test_floored_scaler_drops_constant_dimensions():
+    X = dead_dimension_data()[0]
+    scaler = FlooredStandardScaler().fit(X)
+    np.testing.assert_array_equal(scaler.keep_, X.std(axis=0) > 0)  # the almost-dead ones are kept
+    T = np.random.default_rng(1).standard_normal((4, 100))
+    expected = (T - X.mean(axis=0)) / scaler.scale_
+    expected[:, DEAD] = 0.0
+    np.testing.assert_allclose(scaler.transform(T), expected)
+    # dropped in any units, and a variance of rounding size relative to the largest counts as none
+    np.testing.assert_array_equal(FlooredStandardScaler().fit(1e-6 * X + 3.0).keep_, scaler.keep_)
+    Y = np.hstack([X, np.r_[1e-7, np.zeros(len(X) - 1)][:, None]])  # std about 1e-8 of the largest
+    assert not FlooredStandardScaler().fit(Y).keep_[-1]
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_a_dimension_constant_in_training_does_not_change_any_score(name):
+    """Test clips deviating in dimensions that never varied in training score as without them, and the
+    fit (training scores and threshold included) is that of the embeddings without those dimensions."""
+    X, domains, normal, _, anomalous = dead_dimension_data()
+    X, normal, anomalous = X[:, 40:], normal[:, 40:], anomalous[:, 40:]
+    T = np.concatenate([normal, anomalous])
+    deviating = with_constant_dimensions(T)
+    deviating[:, CONSTANT] = np.random.default_rng(5).normal(0.0, 50.0, (len(T), 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        pipe = scoring_pipeline(make_detector(name)).fit(
+            with_constant_dimensions(X), detector__domains=domains
+        )
+        without = scoring_pipeline(make_detector(name)).fit(X, detector__domains=domains)
+    det, det_without = pipe.named_steps["detector"], without.named_steps["detector"]
+    np.testing.assert_allclose(det.train_scores_, det_without.train_scores_, rtol=1e-9, atol=1e-12)
+    assert det.offset_ == pytest.approx(det_without.offset_, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(pipe.transform(deviating), without.transform(T), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(pipe.transform(deviating), pipe.transform(with_constant_dimensions(T)))

@@ -35,6 +35,9 @@ FORMAT = "frozenasd-detector"
 FORMAT_VERSION = 1
 _META = "__meta__"
 _OPTIONAL = ("feature_names_in_",)  # set by scikit-learn when fitted on a DataFrame
+# Fitted attributes of one class that older files lack: a FlooredStandardScaler saved before it dropped
+# constant dimensions keeps every dimension.
+_OPTIONAL_BY_CLASS: dict[str, tuple[str, ...]] = {"FlooredStandardScaler": ("keep_",)}
 # The description is a few KB (its longest part lists the clips a fit skipped); this allows ~4 million
 # characters (stored as UTF-32). It nests about 5 levels deep.
 MAX_META_BYTES = 16 << 20
@@ -141,7 +144,8 @@ def _encode(est: Any, prefix: str, arrays: dict[str, np.ndarray], path: Path, wh
     for key, value in est.get_params(deep=False).items():
         params[key] = _json_value(value, f"{path}: {where}parameter {key!r} of {name}")
     state, names = {}, []
-    attrs = SAVEABLE[name][1] + tuple(a for a in _OPTIONAL if hasattr(est, a))
+    optional = _OPTIONAL + _OPTIONAL_BY_CLASS.get(name, ())
+    attrs = SAVEABLE[name][1] + tuple(a for a in optional if hasattr(est, a))
     for attr in attrs:
         value = getattr(est, attr)
         if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
@@ -185,7 +189,7 @@ def _decode(entry: dict, prefix: str, arrays: dict[str, np.ndarray], path: Path)
         if key not in arrays:
             raise ModelError(f"{path}: array {key!r} of the {name} is missing")
         values[attr] = arrays[key]
-    allowed = set(required) | set(_OPTIONAL)
+    allowed = set(required) | set(_OPTIONAL) | set(_OPTIONAL_BY_CLASS.get(name, ()))
     unexpected = sorted(set(values) - allowed)
     if unexpected:
         raise ModelError(f"{path}: unexpected fitted attributes {unexpected} for {name}")

@@ -127,8 +127,9 @@ class ScoringPipeline(Pipeline):
 def scoring_pipeline(detector: Any) -> ScoringPipeline:
     """Embeddings → FlooredStandardScaler → detector → MinMaxScaler (training range mapped to [0, 1]).
 
-    Every detector sees embeddings standardised per dimension, with the divisor floored so that
-    dimensions without training spread are not blown up (see ``frozenasd.detectors.scaling``). The
+    Every detector sees embeddings standardised per dimension: dimensions that never vary in training
+    are dropped (set to 0) and the divisor of the others is floored so that dimensions with little
+    training spread are not blown up (see ``frozenasd.detectors.scaling``). The
     training scores are cross-fitted with the scaler inside the folds (see ``ScoringPipeline``).
     """
     return ScoringPipeline(

@@ -15,19 +15,22 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from frozenasd.detectors.scaling import FlooredStandardScaler, floored_scale
+from frozenasd.detectors.scaling import FlooredStandardScaler, floored_scale, kept_dimensions
 
 # Leave-one-out by refitting is used up to this many clips; beyond it, ``MAX_REFIT_FOLDS`` folds.
 LOO_REFIT_LIMIT = 100
 MAX_REFIT_FOLDS = 10
 
 
-def loo_scaler_stats(X: np.ndarray, scaler: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per row ``i``, the ``mean_`` and ``scale_`` that ``scaler`` would fit on the other rows ``(n, d)``.
+def loo_scaler_stats(X: np.ndarray, scaler: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row ``i``, the ``mean_``, ``scale_`` and ``keep_`` that ``scaler`` would fit on the other rows.
 
-    ``scaler`` is a (possibly unfitted) ``FlooredStandardScaler``; only its parameters are read.
-    Closed form: without row ``i`` the mean is ``m − rᵢ/(n−1)`` and the biased variance
-    ``(n·v − n/(n−1)·rᵢ²)/(n−1)`` with ``rᵢ = xᵢ − m`` (dimension-wise), then floored as the scaler does.
+    Three ``(n, d)`` arrays. ``scaler`` is a (possibly unfitted) ``FlooredStandardScaler``; only its
+    parameters are read. Closed form, about each dimension's median ``p`` (so that the other rows of a
+    dimension in which only row ``i`` differs give exactly zero spread, as a refit would): with
+    ``D = X − p`` and its column sums ``S₁ = ΣD``, ``S₂ = ΣD²``, the other rows have sums
+    ``s₁ = S₁ − Dᵢ``, ``s₂ = S₂ − Dᵢ²``, mean ``p + s₁/(n−1)`` and biased variance
+    ``s₂/(n−1) − (s₁/(n−1))²``; then dropped and floored as the scaler does.
     """
     if type(scaler) is not FlooredStandardScaler:
         raise TypeError(
@@ -36,15 +39,21 @@ def loo_scaler_stats(X: np.ndarray, scaler: Any) -> tuple[np.ndarray, np.ndarray
     n, d = X.shape
     if n < 3:
         raise ValueError(f"leave-one-out scaling needs at least 3 training clips, got n_samples={n}")
-    mean = X.mean(axis=0)
-    R = X - mean
-    loc = mean - R / (n - 1) if scaler.with_mean else np.zeros((n, d))
+    p = np.median(X, axis=0)
+    D = X - p
+    s1 = D.sum(axis=0) - D
+    loc = p + s1 / (n - 1) if scaler.with_mean else np.zeros((n, d))
     if not scaler.with_std:
-        return loc, np.ones((n, d))
-    ss = (R**2).sum(axis=0)
-    var = np.maximum(ss[None, :] - n / (n - 1) * R**2, 0.0) / (n - 1)
-    scale = np.stack([floored_scale(v, scaler.min_scale_ratio) for v in var])
-    return loc, scale
+        return loc, np.ones((n, d)), np.ones((n, d), dtype=bool)
+    var = np.maximum(((D**2).sum(axis=0) - D**2) / (n - 1) - (s1 / (n - 1)) ** 2, 0.0)
+    keep = kept_dimensions(var)
+    flat = np.flatnonzero(~keep.any(axis=1))
+    if flat.size:
+        raise ValueError(
+            f"without training clip {flat[0]} the other {n - 1} embeddings are all the same (no dimension "
+            "varies): a cross-fitting fold has nothing to learn from"
+        )
+    return loc, floored_scale(var, scaler.min_scale_ratio), keep
 
 
 def fold_ids(n: int, folds: int) -> np.ndarray:

@@ -37,6 +37,7 @@ def per_query_distances(
 
     Each query brings its own standardisation (e.g. a scaler fitted without that query); matrix products
     keep this at the cost of a plain ``pairwise_distances`` times a small factor (rounding of order 1e-8).
+    An infinite ``scale`` sets a dimension to 0 for the query and the memory alike.
     """
     W = 1.0 / scale**2
     if metric == "euclidean":  # the location cancels
@@ -69,6 +70,7 @@ def knn_mean_distance(
     parents: np.ndarray | None = None,
     loc: np.ndarray | None = None,
     scale: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mean distance of each row of ``Q`` to its ``k`` nearest rows of the memory ``B``.
 
@@ -78,7 +80,8 @@ def knn_mean_distance(
     then recomputed directly, so near-zero distances are exact to rounding.
 
     With ``loc`` and ``scale`` (``(len(Q), d)`` each), query ``i`` and the memory are standardised by
-    ``(· − loc[i]) / scale[i]`` before its distances are taken (see ``per_query_distances``).
+    ``(· − loc[i]) / scale[i]`` before its distances are taken (see ``per_query_distances``), and with
+    ``keep`` (boolean, ``(len(Q), d)``) only its dimensions ``keep[i]`` count.
     """
     per_query = loc is not None and scale is not None
     check_metric(metric)
@@ -91,6 +94,8 @@ def knn_mean_distance(
         q = Q[start : start + chunk]
         if per_query:
             lc, sc = loc[start : start + chunk], scale[start : start + chunk]
+            if keep is not None:  # a dropped dimension: divided by inf, it is 0 for query and memory alike
+                sc = np.where(keep[start : start + chunk], sc, np.inf)
             d = per_query_distances(q, B, metric, lc, sc)
         else:
             d = pairwise_distances(q, B, metric)

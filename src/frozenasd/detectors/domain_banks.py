@@ -192,7 +192,7 @@ class DomainBanks(AnomalyDetectorMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         n = X.shape[0]
         codes = self.memory_bank_[:n]
-        loc, scale = loo_scaler_stats(X, scaler)
+        loc, scale, keep = loo_scaler_stats(X, scaler)
         synthetic = self.memory_[n:]
         memory = np.concatenate([X, scaler.inverse_transform(synthetic)]) if len(synthetic) else X
         rows = np.arange(n)
@@ -207,6 +207,7 @@ class DomainBanks(AnomalyDetectorMixin, BaseEstimator):
                     parents=self.memory_parents_[self.memory_bank_ == b],
                     loc=loc,
                     scale=scale,
+                    keep=keep,
                 )
                 for b in self.banks_
             ],

@@ -50,16 +50,24 @@ class KNNDetector(AnomalyDetectorMixin, BaseEstimator):
         """Exact leave-one-out with the scaler refitted without each clip (closed form, ``O(n² d)``).
 
         Clip ``i`` and the other clips are standardised by the scaler fitted on the other clips
-        (``loo_scaler_stats``), then its mean distance to its ``n_neighbors`` nearest others is taken:
-        what a pipeline fitted without clip ``i`` gives it.
+        (``loo_scaler_stats``; the dimensions it drops left out), then its mean distance to its
+        ``n_neighbors`` nearest others is taken: what a pipeline fitted without clip ``i`` gives it.
         """
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
-        loc, scale = loo_scaler_stats(X, scaler)
+        loc, scale, keep = loo_scaler_stats(X, scaler)
         ids = np.arange(X.shape[0])
         self._set_train_scores(
             knn_mean_distance(
-                X, X, self.n_neighbors, self.metric, query_ids=ids, parents=ids[:, None], loc=loc, scale=scale
+                X,
+                X,
+                self.n_neighbors,
+                self.metric,
+                query_ids=ids,
+                parents=ids[:, None],
+                loc=loc,
+                scale=scale,
+                keep=keep,
             )
         )
         return self

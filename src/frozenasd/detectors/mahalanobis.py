@@ -78,8 +78,20 @@ def loo_mahalanobis(R: np.ndarray, lam: np.ndarray, V: np.ndarray, shrinkage: fl
     return np.sqrt(np.maximum(d2, 0.0))
 
 
+def varying_dimensions(X: np.ndarray) -> np.ndarray:
+    """The dimensions in which the rows of ``X`` are not all equal (boolean mask).
+
+    The others are absent for the detector: a scaler before it sets a dimension it drops to 0 for
+    every clip, and such a dimension must count neither in a distance nor in the shrinkage target.
+    """
+    return (X != X[:1]).any(axis=0)
+
+
 def _held_out_distances(Z: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Distances of the rows ``Q`` under the detector ``fit`` would make on ``Z`` (no eigendecomposition)."""
+    active = varying_dimensions(Z)
+    if not active.all():
+        Z, Q = Z[:, active], Q[:, active]
     n, d = Z.shape
     R = Z - Z.mean(axis=0)
     gram = R @ R.T if n < d else R.T @ R
@@ -111,7 +123,9 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
 
     ``train_scores_`` are leave-one-out: each training clip against the mean and covariance of the
     other clips, with the shrinkage intensity held at the value fitted on all clips (see
-    ``loo_mahalanobis``; re-estimating it per clip would move it by ``O(1/n)``). Needs at least 3
+    ``loo_mahalanobis``; re-estimating it per clip would move it by ``O(1/n)``). Dimensions constant
+    over the training clips (those a scaler before it drops) are absent: the shrinkage target averages
+    the variance over the other dimensions only, and the precision is 0 along them. Needs at least 3
     training clips. ``domains`` is accepted by ``fit`` and ignored.
     """
 
@@ -135,10 +149,17 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
                 f"MahalanobisDetector needs at least 3 training clips, got n_samples={X.shape[0]}"
             )
         # The Ledoit-Wolf estimate (1 − α)·C + α·tr(C)/d·I shares C's eigenvectors: one eigendecomposition
-        # gives its precision and the leave-one-out scores.
-        n, d = X.shape
+        # gives its precision and the leave-one-out scores. Constant dimensions are left out (d counts
+        # the others); the precision is 0 along them.
         self.location_ = X.mean(axis=0)
-        R = X - self.location_
+        active = varying_dimensions(X)
+        n, d = X.shape[0], int(active.sum())
+        if d == 0:
+            raise ValueError(
+                f"the {n} training embeddings do not vary along {X.shape[1]} of {X.shape[1]} directions "
+                "(identical clips?): no Mahalanobis distance is defined"
+            )
+        R = X - self.location_ if active.all() else X[:, active] - self.location_[active]
         lam, V = _covariance_eig(R)
         self.shrinkage_ = lw_shrinkage(R)
         floor = self.shrinkage_ * lam.sum() / d  # the shrunk eigenvalue of every direction without spread
@@ -151,9 +172,14 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
                 "even after shrinkage (identical or mirrored clips?): no Mahalanobis distance is defined"
             )
         if lam.size == d:
-            self.precision_ = (V / shrunk) @ V.T
+            precision = (V / shrunk) @ V.T
         else:  # 1/floor off the spanned subspace
-            self.precision_ = (V * (1.0 / shrunk - 1.0 / floor)) @ V.T + np.eye(d) / floor
+            precision = (V * (1.0 / shrunk - 1.0 / floor)) @ V.T + np.eye(d) / floor
+        if active.all():
+            self.precision_ = precision
+        else:
+            self.precision_ = np.zeros((X.shape[1], X.shape[1]))
+            self.precision_[np.ix_(active, active)] = precision
         self.train_scores_ = loo_mahalanobis(R, lam, V, self.shrinkage_)
         self._set_offset()
         return self
@@ -163,7 +189,8 @@ class MahalanobisDetector(AnomalyDetectorMixin, BaseEstimator):
 
         Leave-one-out up to ``LOO_REFIT_LIMIT`` clips, else ``MAX_REFIT_FOLDS`` folds (a fold costs a
         ``d × d`` factorisation once there are more clips than dimensions). Each held-out clip gets
-        exactly the distance a scaler and detector fitted on the fold's other clips give it, computed
+        exactly the distance a scaler and detector fitted on the fold's other clips give it (the
+        dimensions that fold's scaler drops absent), computed
         by a linear solve (in the ``n × n`` sample space when the fold has fewer clips than dimensions)
         instead of the full eigendecomposition a refit would make.
         """
