@@ -61,6 +61,12 @@ def frame_params(
     return window_size, hop, n_fft
 
 
+def samples_for_frames(sample_rate: float, frames: int) -> int:
+    """The fewest samples that give ``frames`` whole 25 ms frames every 10 ms (one frame: one window)."""
+    window, hop, _ = frame_params(sample_rate)
+    return (frames - 1) * hop + window
+
+
 def num_frames(num_samples: int, window_size: int, hop: int) -> int:
     """Number of frames with Kaldi's snip_edges=True: only frames that fit entirely in the signal."""
     if num_samples < window_size:

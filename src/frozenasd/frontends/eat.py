@@ -73,15 +73,14 @@ class EATFbank(Frontend):
         return features[None]
 
     def longest_samples(self, params: dict[str, Any]) -> int | None:
-        from frozenasd.fbank import frame_params
+        from frozenasd.fbank import samples_for_frames
 
-        window, hop, _ = frame_params(params["sample_rate"])
-        return (params["max_frames"] - 1) * hop + window
+        return samples_for_frames(params["sample_rate"], params["max_frames"])
 
     def shortest_samples(self, params: dict[str, Any]) -> int:
-        from frozenasd.fbank import frame_params
+        from frozenasd.fbank import samples_for_frames
 
-        return frame_params(params["sample_rate"])[0]
+        return samples_for_frames(params["sample_rate"], 1)
 
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         if layout == LAYOUT_B3FT:  # (B, 3, mel, T), the mel channel replicated
