@@ -277,6 +277,22 @@ def test_pickles_that_would_exhaust_memory_are_refused(tmp_path, kind):
             load(path)
 
 
+def test_a_hostile_checkpoint_is_one_line_from_the_command(tmp_path):
+    payload, message = hostile_pickles()["huge list"]
+    torch.save({"model": {"w": torch.ones(3)}}, tmp_path / "template.pt")
+    path = rewrite_zip(tmp_path / "template.pt", tmp_path / "bomb.pt", {"/data.pkl": payload})
+    done = subprocess.run(
+        [sys.executable, "-m", "frozenasd", "export", str(path), "-o", str(tmp_path / "out.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bomb.pt" in lines[0] and message in lines[0], done.stderr
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_inflating_records_are_read_no_further_than_they_can_need(tmp_path):
     torch.save({"model": {"w": torch.ones(1000)}}, tmp_path / "ok.pt")
     big_pickle = pickle.dumps(bytes(4 << 20), protocol=4)  # 4 MiB of pickle, a few KB deflated
