@@ -61,3 +61,21 @@ def test_unknown_names_are_refused(patch_encoder):
         get_deep_feat_cls_eat_all_model("BEATs", 12, model_path=patch_encoder)
     with pytest.raises(ValueError, match="unknown detector 'GMMpb'"):
         get_deep_feat_cls_eat_all_model("EAT", 12, model_type="GMMpb", model_path=patch_encoder)
+
+
+def test_a_detector_that_scales_itself_gets_no_scaler_and_a_scaler_mismatch_is_refused():
+    from frozenasd.detectors.scaling import NoScaler
+    from frozenasd.pipeline import make_detector, scoring_pipeline
+
+    class SelfScaling(type(make_detector("knn"))):
+        _scales_itself = True
+
+    assert isinstance(scoring_pipeline(SelfScaling()).steps[0][1], NoScaler)
+    assert not isinstance(scoring_pipeline(make_detector("knn")).steps[0][1], NoScaler)
+    X = np.random.default_rng(0).normal(size=(12, 4))
+    bad = scoring_pipeline(make_detector("knn"))
+    bad.steps[0] = ("scale", NoScaler())
+    with pytest.raises(ValueError, match="needs a scaler before it, got NoScaler"):
+        bad.fit(X)
+    Z = NoScaler().fit(X).transform(X)
+    assert Z.dtype == np.float64 and np.array_equal(Z, X)

@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from frozenasd import __version__
 from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
-from frozenasd.detectors.scaling import FlooredStandardScaler
+from frozenasd.detectors.scaling import FlooredStandardScaler, NoScaler
 from frozenasd.errors import ModelError
 from frozenasd.zip_limits import inflation_reason, read_member, unreadable_reason
 
@@ -56,6 +56,7 @@ SAVEABLE: dict[str, tuple[type, tuple[str, ...]]] = {
         FlooredStandardScaler,
         ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_"),
     ),
+    "NoScaler": (NoScaler, ("n_features_in_",)),
     "MinMaxScaler": (
         MinMaxScaler,
         ("min_", "scale_", "data_min_", "data_max_", "data_range_", "n_samples_seen_", "n_features_in_"),

@@ -13,6 +13,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.metadata_routing import process_routing
 
 from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detectors.scaling import NoScaler
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 
 
@@ -100,6 +101,13 @@ class ScoringPipeline(Pipeline):
             raise ValueError(f"a scoring pipeline has the steps scale, detector, minmax; got {names}")
         scale_params, detector_params = self._step_fit_params(params)
         scaler, detector, minmax = (step for _, step in self.steps)
+        scales_itself = bool(getattr(detector, "_scales_itself", False))
+        if isinstance(scaler, NoScaler) != scales_itself:
+            wanted = "a NoScaler (it standardises its own inputs)" if scales_itself else "a scaler"
+            raise ValueError(
+                f"{type(detector).__name__} needs {wanted} before it, got {type(scaler).__name__} "
+                "(build the pipeline with scoring_pipeline)"
+            )
         X = np.asarray(X, dtype=np.float64)
         detector.fit(scaler.fit_transform(X, **scale_params), **detector_params)
         detector.crossfit(X, scaler, **detector_params)
@@ -130,11 +138,12 @@ def scoring_pipeline(detector: Any) -> ScoringPipeline:
     Every detector sees embeddings standardised per dimension: dimensions that never vary in training
     are dropped (set to 0) and the divisor of the others is floored so that dimensions with little
     training spread are not blown up (see ``frozenasd.detectors.scaling``). The
-    training scores are cross-fitted with the scaler inside the folds (see ``ScoringPipeline``).
+    training scores are cross-fitted with the scaler inside the folds (see ``ScoringPipeline``). A
+    detector that standardises its own inputs (``_scales_itself``: fusion of views, frame banks)
+    gets a ``NoScaler`` before it instead.
     """
-    return ScoringPipeline(
-        [("scale", FlooredStandardScaler()), ("detector", detector), ("minmax", MinMaxScaler())]
-    )
+    scaler = NoScaler() if getattr(detector, "_scales_itself", False) else FlooredStandardScaler()
+    return ScoringPipeline([("scale", scaler), ("detector", detector), ("minmax", MinMaxScaler())])
 
 
 def get_deep_feat_cls_eat_all_model(

@@ -18,7 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 # Dimensions are amplified at most 100 times relative to the most spread one.
 MIN_SCALE_RATIO = 0.01
@@ -111,3 +113,20 @@ class FlooredStandardScaler(StandardScaler):
                 f"got {keep.dtype} of shape {keep.shape}"
             )
         return keep
+
+
+class NoScaler(TransformerMixin, BaseEstimator):
+    """The ``scale`` step of a scoring pipeline whose detector standardises its own inputs.
+
+    A detector that combines several views, or scores a clip's frames, fits a scaler per view or
+    per frame dimension inside itself (and inside each cross-fitting fold); before it the pipeline
+    passes the embeddings on unchanged, as float64.
+    """
+
+    def fit(self, X: Any, y: object = None) -> NoScaler:
+        validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "n_features_in_")
+        return validate_data(self, X, dtype=np.float64, reset=False, ensure_all_finite="allow-nan")
