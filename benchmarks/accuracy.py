@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     notes = list(args.note or [])
-    models = {c.settings.model_path for c in configs if c.settings is not None}
+    models = {c.settings.model_path for c in configs if c.settings and c.settings.model_path}
     if not any(is_eat(path) for path in models):
         notes.append(
             "No EAT encoder was measured in this run (an `eat-base` configuration fails until its weights "

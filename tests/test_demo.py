@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ import pytest
 
 import frozenasd.demo as demo
 from frozenasd.demo import DemoData, run_demo
+from frozenasd.errors import FrozenASDError
 from frozenasd.outputs import read_metrics_txt
+from frozenasd.views import PRESETS, default_preset
 
 SMALL = DemoData(
     machines=("fan", "valve"), n_train_source=12, n_train_target=3, n_test_per_cell=4, duration_s=2.0
@@ -28,6 +31,17 @@ def test_demo_runs_offline_with_the_packaged_model(tmp_path):
     assert (result.out / "report.html").is_file()
     files = sorted((tmp_path / "demo" / "data" / "fan" / "train").glob("*.wav"))
     assert len(files) == 15
+    # the demo runs what `frozenasd run` runs by default: the default preset's fusion of views
+    record = json.loads((result.out / "results_fan" / "run.json").read_text())
+    assert record["settings"]["preset"] == default_preset()[0]
+    assert len(record["views"]) == len(PRESETS[default_preset()[0]].branches)
+
+
+def test_demo_options_that_do_not_go_together_are_refused(tmp_path):
+    with pytest.raises(FrozenASDError, match="name the backbone too"):
+        run_demo(tmp_path, detector="knn", data=SMALL, progress=False)
+    with pytest.raises(FrozenASDError, match="a backbone or a preset, not both"):
+        run_demo(tmp_path, backbone="logmel", preset="spectral", data=SMALL, progress=False)
 
 
 def test_demo_data_is_written_once(tmp_path, monkeypatch):

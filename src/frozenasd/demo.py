@@ -1,8 +1,8 @@
 """The offline demo: synthetic machine sounds → a packaged pre-trained encoder → the DCASE table.
 
 Nothing is downloaded: the sounds come from :mod:`frozenasd.synth`, the encoder from a package
-installed with the project (aiSFX by default). The data is written once and reused while its
-settings stay the same.
+installed with the project (by default the fusion of views ``frozenasd run`` uses: log-mel and
+aiSFX). The data is written once and reused while its settings stay the same.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frozenasd.errors import FrozenASDError
 from frozenasd.run import RunSettings, run
 from frozenasd.synth import MACHINES, synthesize
 
@@ -71,15 +73,27 @@ class DemoResult:
 def run_demo(
     out: str | os.PathLike = "demo",
     *,
-    backbone: str = "aisfx",
-    detector: str = "kmeansNN",
+    backbone: str | None = None,
+    detector: str | None = None,
+    preset: str | None = None,
     data: DemoData | None = None,
     machines: Sequence[str] | None = None,
     num_threads: int | None = None,
     progress: bool = True,
 ) -> DemoResult:
-    """Synthesise (once), prepare the backbone (once), run every demo machine; outputs in ``out/results``."""
+    """Synthesise (once), prepare the models (once), run every demo machine; outputs in ``out/results``.
+
+    ``backbone`` runs one view with ``detector`` (default kmeansNN, the seed's); without it the demo
+    runs ``preset``, by default the one ``frozenasd run`` uses (``views.default_preset``).
+    """
     from frozenasd.backbones import prepare
+    from frozenasd.views import default_preset
+    from frozenasd.views import preset as named_preset
+
+    if backbone is None and detector is not None:
+        raise FrozenASDError("detector applies to one backbone's view: name the backbone too")
+    if backbone is not None and preset is not None:
+        raise FrozenASDError("give a backbone or a preset, not both")
 
     out = Path(out)
     spec = data or DemoData()
@@ -90,12 +104,30 @@ def run_demo(
     data_dir = ensure_data(out / "data", spec, progress)
     seconds["data"] = time.perf_counter() - start
     start = time.perf_counter()
-    model = prepare(backbone)
-    seconds["backbone"] = time.perf_counter() - start
+    if backbone is not None:
+        settings = RunSettings(
+            model_path=Path(prepare(backbone)),
+            detector=detector or "kmeansNN",
+            num_threads=num_threads,
+            progress=progress,
+        )
+    else:
+        if preset is None:
+            preset, note = default_preset()
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+        chosen = named_preset(preset)
+        for name in dict.fromkeys(b.model for b in chosen.branches):
+            prepare(name)
+        settings = RunSettings(
+            branches=chosen.branches,
+            fusion_rule=chosen.rule,
+            preset=preset,
+            num_threads=num_threads,
+            progress=progress,
+        )
+    seconds["models"] = time.perf_counter() - start
     start = time.perf_counter()
-    settings = RunSettings(
-        model_path=Path(model), detector=detector, num_threads=num_threads, progress=progress
-    )
     results = run(data_dir, list(spec.machines), out / "results", settings)
     seconds["run"] = time.perf_counter() - start
     return DemoResult(out / "results", results, seconds)

@@ -26,7 +26,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from frozenasd import __version__
-from frozenasd.detectors import DomainBanks, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detectors import DomainBanks, FusionDetector, KMeansNN, KNNDetector, MahalanobisDetector
 from frozenasd.detectors.scaling import FlooredStandardScaler, NoScaler
 from frozenasd.errors import ModelError
 from frozenasd.zip_limits import inflation_reason, read_member, unreadable_reason
@@ -49,7 +49,7 @@ MAX_INFLATION = 100
 SAVEABLE: dict[str, tuple[type, tuple[str, ...]]] = {
     **{
         c.__name__: (c, c._state_attributes)
-        for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector)
+        for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector, FusionDetector)
     },
     "StandardScaler": (StandardScaler, ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_")),
     "FlooredStandardScaler": (
@@ -147,9 +147,20 @@ def _encode(est: Any, prefix: str, arrays: dict[str, np.ndarray], path: Path, wh
     state, names = {}, []
     optional = _OPTIONAL + _OPTIONAL_BY_CLASS.get(name, ())
     attrs = SAVEABLE[name][1] + tuple(a for a in optional if hasattr(est, a))
+    nested = getattr(type(est), "_nested_state", ())
     for attr in attrs:
         value = getattr(est, attr)
-        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        if attr in nested:  # groups of fitted estimators (a fusion's scaler and detector per branch)
+            state[attr] = {
+                "estimators": [
+                    [
+                        _encode(e, f"{prefix}{attr}.{k}.{j}.", arrays, path, f"{where}{name}.{attr}[{k}]: ")
+                        for j, e in enumerate(group)
+                    ]
+                    for k, group in enumerate(value)
+                ]
+            }
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             arrays[prefix + attr] = value
             names.append(attr)
         elif isinstance(value, np.ndarray) and all(isinstance(v, str) for v in value.ravel()):
@@ -197,11 +208,31 @@ def _decode(entry: dict, prefix: str, arrays: dict[str, np.ndarray], path: Path)
     missing = [a for a in required if a not in values]
     if missing:
         raise ModelError(f"{path}: the {name} lacks its fitted state {missing}")
+    nested = getattr(cls, "_nested_state", ())
     for attr, value in values.items():
         if isinstance(value, dict) and isinstance(value.get("strings"), list):
             value = np.array(value["strings"], dtype=object)
+        elif attr in nested:
+            value = _decode_groups(value, f"{prefix}{attr}.", arrays, path, f"{name}.{attr}")
         setattr(est, attr, value)
     return est
+
+
+def _decode_groups(value: Any, prefix: str, arrays: dict[str, np.ndarray], path: Path, what: str) -> list:
+    """The groups of fitted estimators saved under one attribute (see ``_encode``)."""
+    groups = value.get("estimators") if isinstance(value, dict) else None
+    if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+        raise ModelError(f"{path}: {what} must hold groups of estimators")
+    return [
+        tuple(_entry(e, f"{prefix}{k}.{j}.", arrays, path, what) for j, e in enumerate(group))
+        for k, group in enumerate(groups)
+    ]
+
+
+def _entry(entry: Any, prefix: str, arrays: dict[str, np.ndarray], path: Path, what: str) -> Any:
+    if not isinstance(entry, dict):
+        raise ModelError(f"{path}: an estimator of {what} is not described")
+    return _decode(entry, prefix, arrays, path)
 
 
 def _check_usable(est: Any, path: Path) -> None:
@@ -367,7 +398,17 @@ def _array_names(meta: dict) -> set[str]:
     """The array members ``meta`` names (``<step>.<attribute>``), whatever its other faults."""
     entries = [meta.get("estimator")] if meta.get("kind") == "detector" else meta.get("steps")
     names: set[str] = set()
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
-        listed = entry.get("arrays") if isinstance(entry, dict) else None
-        names.update(f"{i}.{a}" for a in (listed if isinstance(listed, list) else []))
+    stack = [(f"{i}.", e) for i, e in enumerate(entries if isinstance(entries, list) else [])]
+    while stack:  # estimators nested in a fusion's state are named by their path (see ``_encode``)
+        prefix, entry = stack.pop()
+        if not isinstance(entry, dict):
+            continue
+        listed = entry.get("arrays")
+        names.update(f"{prefix}{a}" for a in (listed if isinstance(listed, list) else []))
+        state = entry.get("state")
+        for attr, value in state.items() if isinstance(state, dict) else ():
+            groups = value.get("estimators") if isinstance(value, dict) else None
+            for k, group in enumerate(groups if isinstance(groups, list) else []):
+                for j, sub in enumerate(group if isinstance(group, list) else []):
+                    stack.append((f"{prefix}{attr}.{k}.{j}.", sub))
     return names

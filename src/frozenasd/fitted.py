@@ -13,15 +13,18 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from frozenasd.cache import file_sha256
 from frozenasd.dcase import Clip, is_audio_file, list_clips
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import LayoutError, ModelError
-from frozenasd.run import RunSettings, embed_clips, fit_on_normals, open_cache, versions
+from frozenasd.run import RunSettings, Views, fit_on_normals, versions
+from frozenasd.views import Branch
 
 
 def fit_machine(
@@ -58,27 +61,37 @@ def _fit_clips(
     by_name: bool,
 ) -> dict:
     """Embed ``clips``, fit the detector, save; ``by_name``: domains only if every clip names one."""
-    extractor = settings.extractor().fit()
-    train = embed_clips(
-        extractor,
-        clips,
-        cache=open_cache(settings, extractor),
-        progress=settings.progress,
-        desc=f"{machine} train",
-    )
+    views = Views.open(settings)
+    train, bounds = views.embed(clips, progress=settings.progress, desc=f"{machine} train")
     domains = [c.domain for c in train.clips]
     if by_name and any(d is None for d in domains):
         domains = [None] * len(domains)
-    pipe, threshold = fit_on_normals(train, settings, where, domains)
-    info = {
-        "machine": machine,
-        "encoder_sha256": file_sha256(settings.model_path),
-        "encoder_file": Path(settings.model_path).name,
-        "output": extractor.output_name_,
-        "pooling": extractor.pooling,
-        "normalise": extractor.normalise,
-        "target_frames": extractor.target_frames,
-        "detector": settings.detector,
+    pipe, threshold = fit_on_normals(train, settings, where, domains, bounds)
+    info: dict[str, Any] = {"machine": machine}
+    if settings.branches:
+        info["branches"] = [
+            {
+                "model": branch.model,
+                "pooling": branch.pooling,
+                "normalise": branch.normalise,
+                "detector": branch.detector,
+                **_encoder_facts(views.extractors[view]),
+            }
+            for branch, view in zip(settings.branches, views.branch_views, strict=True)
+        ]
+        info["fusion_rule"] = settings.fusion_rule
+        info["preset"] = settings.preset
+    else:
+        extractor = views.extractors[0]
+        info |= {
+            "model": str(settings.model_path),
+            **_encoder_facts(extractor),
+            "pooling": extractor.pooling,
+            "normalise": extractor.normalise,
+            "target_frames": extractor.target_frames,
+        }
+    info |= {
+        "detector": settings.detector_name,
         "threshold": threshold,
         "n_train": len(train.clips),
         "skipped": [str(c.path) for c, _ in train.skipped],
@@ -86,6 +99,15 @@ def _fit_clips(
     }
     save_scoring_pipeline(pipe, path, info)
     return info
+
+
+def _encoder_facts(extractor: ONNXFeatureExtractor) -> dict[str, Any]:
+    """What identifies the encoder a view was fitted with: its file's hash and name, its output."""
+    return {
+        "encoder_sha256": file_sha256(extractor.model_path),
+        "encoder_file": Path(extractor.model_path).name,
+        "output": extractor.output_name_,
+    }
 
 
 @dataclass
@@ -131,46 +153,68 @@ def audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 def score_files(
     fitted: str | os.PathLike,
-    encoder: str | os.PathLike,
+    encoder: str | os.PathLike | None,
     files: Sequence[str | os.PathLike],
     *,
     batch_size: int = 8,
     num_threads: int | None = None,
     progress: bool = False,
 ) -> Scored:
-    """Score audio files with a saved model; ``encoder`` must be the file it was fitted with."""
+    """Score audio files with a saved model.
+
+    A single-view model scores with ``encoder``, which must be the file it was fitted with (``None``:
+    the file it names); a fusion finds each branch's model by the name it saved (a backbone name or a
+    file) and checks each against the hash it saved.
+    """
     info = pipeline_info(fitted)
-    if file_sha256(encoder) != info.get("encoder_sha256"):
-        raise ModelError(
-            f"{encoder}: not the encoder {fitted} was fitted with "
-            f"({info.get('encoder_file')}, sha256 {str(info.get('encoder_sha256'))[:12]}…)"
-        )
     pipe = load_scoring_pipeline(fitted)
     threshold = info.get("threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise ModelError(f"{fitted}: the saved threshold {threshold!r} is not a finite number")
-    settings = RunSettings(
-        model_path=Path(encoder),
-        batch_size=batch_size,
-        num_threads=num_threads,
-        target_frames=info.get("target_frames"),
-        progress=progress,
-        cache_dir=None,
-    )
-    pooling, normalise = info.get("pooling", "mean"), info.get("normalise", "none")
-    if pooling not in POOLINGS or normalise not in NORMALISATIONS:
-        raise ModelError(
-            f"{fitted}: the saved embedding settings are unknown here: pooling {pooling!r} (known: "
-            f"{', '.join(POOLINGS)}), normalise {normalise!r} (known: {', '.join(NORMALISATIONS)})"
+    common = {"batch_size": batch_size, "num_threads": num_threads, "progress": progress, "cache_dir": None}
+    if info.get("branches") is not None:
+        if encoder is not None:
+            raise ModelError(
+                f"{fitted}: a fusion of views; its branches name their models, so give no --model"
+            )
+        saved = _saved_branches(fitted, info)
+        settings = RunSettings(
+            branches=tuple(b for b, _ in saved), fusion_rule=str(info.get("fusion_rule")), **common
         )
-    extractor = settings.extractor()
-    extractor.set_params(output=info.get("output"), pooling=pooling, normalise=normalise)
+        views = Views.open(settings)
+        for (branch, facts), view in zip(saved, views.branch_views, strict=True):
+            _check_encoder(fitted, views.extractors[view].model_path, facts, f"branch {branch.spec()}: ")
+    else:
+        if encoder is None:
+            encoder = info.get("model")
+            if not isinstance(encoder, str) or not Path(encoder).is_file():
+                raise ModelError(
+                    f"{fitted}: the encoder it was fitted with ({info.get('encoder_file')}) is not at "
+                    f"{encoder!r} here; name it with --model"
+                )
+        _check_encoder(fitted, encoder, info)
+        pooling, normalise = info.get("pooling", "mean"), info.get("normalise", "none")
+        if pooling not in POOLINGS or normalise not in NORMALISATIONS:
+            raise ModelError(
+                f"{fitted}: the saved embedding settings are unknown here: pooling {pooling!r} (known: "
+                f"{', '.join(POOLINGS)}), normalise {normalise!r} (known: {', '.join(NORMALISATIONS)})"
+            )
+        settings = RunSettings(
+            model_path=Path(encoder),
+            target_frames=info.get("target_frames"),
+            output=info.get("output"),
+            pooling=pooling,
+            normalise=normalise,
+            **common,
+        )
+        views = Views.open(settings)
     clips = [Clip.from_path(p, info.get("machine", ""), "score") for p in files]
-    embedded = embed_clips(extractor, clips, progress=progress, desc="score")
+    embedded, _ = views.embed(clips, progress=progress, desc="score")
     threshold = float(threshold)
     if embedded.clips and embedded.embeddings.shape[1] != pipe.n_features_in_:
+        source = "its branches' encoders" if settings.branches else str(settings.model_path)
         raise ModelError(
-            f"{encoder}: gives {embedded.embeddings.shape[1]}-dimensional embeddings, but {fitted} was "
+            f"{source}: gives {embedded.embeddings.shape[1]}-dimensional embeddings, but {fitted} was "
             f"fitted on {pipe.n_features_in_}-dimensional ones; its encoder hash does not match its content"
         )
     scores = pipe.transform(embedded.embeddings)[:, 0] if embedded.clips else np.empty(0)
@@ -181,3 +225,39 @@ def score_files(
         threshold=threshold,
         skipped=[(c.path, reason) for c, reason in embedded.skipped],
     )
+
+
+def _check_encoder(fitted: object, encoder: str | os.PathLike, facts: dict, where: str = "") -> None:
+    """``encoder`` must be the file the model was fitted with (by its sha256)."""
+    if file_sha256(encoder) != facts.get("encoder_sha256"):
+        raise ModelError(
+            f"{encoder}: {where}not the encoder {fitted} was fitted with "
+            f"({facts.get('encoder_file')}, sha256 {str(facts.get('encoder_sha256'))[:12]}…)"
+        )
+
+
+def _saved_branches(fitted: object, info: dict) -> list[tuple[Branch, dict]]:
+    """The branches a fusion was fitted with, checked, each with its saved encoder facts."""
+    from frozenasd.pipeline import DETECTORS
+    from frozenasd.views import FUSION_RULES
+
+    entries = info.get("branches")
+    if not isinstance(entries, list) or not entries or info.get("fusion_rule") not in FUSION_RULES:
+        raise ModelError(f"{fitted}: the saved fusion has no branches or an unknown rule")
+    out = []
+    for k, entry in enumerate(entries):
+        fields = [entry.get(key) if isinstance(entry, dict) else None for key in _BRANCH_FIELDS]
+        model, pooling, normalise, detector = fields
+        if (
+            not all(isinstance(f, str) for f in fields)
+            or pooling not in POOLINGS
+            or normalise not in NORMALISATIONS
+            or detector not in DETECTORS
+        ):
+            shown = repr(entry)[:200]
+            raise ModelError(f"{fitted}: fusion branch {k + 1} is not one this version knows: {shown}")
+        out.append((Branch(model, pooling, detector, normalise), entry))
+    return out
+
+
+_BRANCH_FIELDS = ("model", "pooling", "normalise", "detector")

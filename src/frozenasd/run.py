@@ -22,6 +22,7 @@ from frozenasd import __version__
 from frozenasd.audio import load_audio, samples_at
 from frozenasd.cache import EmbeddingCache, clip_identity, default_cache_dir, file_sha256
 from frozenasd.dcase import Clip, discover_machines, list_clips
+from frozenasd.detectors import FusionDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.evaluate import format_table
@@ -36,6 +37,7 @@ from frozenasd.outputs import (
 )
 from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.report import MachineReport, write_report
+from frozenasd.views import Branch
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -149,9 +151,14 @@ def embed_clips(
 
 @dataclass
 class RunSettings:
-    """What a run needs besides the data: the encoder, the detector and how to run them."""
+    """What a run needs besides the data: the encoder, the detector and how to run them.
 
-    model_path: Path
+    A single view is ``model_path`` with ``pooling``, ``normalise`` and ``detector``; with
+    ``branches`` the run fuses several views instead (``fusion_rule``; ``preset`` records the name
+    they came from) and those four are unused.
+    """
+
+    model_path: Path | None = None
     detector: str = "kmeansNN"
     n_components: int = 2
     random_state: int = 0
@@ -163,8 +170,24 @@ class RunSettings:
     normalise: str = "none"
     progress: bool = True
     cache_dir: Path | None = field(default_factory=default_cache_dir)
+    branches: tuple[Branch, ...] = ()
+    fusion_rule: str = "max"
+    preset: str | None = None
 
-    def extractor(self) -> ONNXFeatureExtractor:
+    def extractor(self, branch: Branch | None = None) -> ONNXFeatureExtractor:
+        """The single view's extractor, or ``branch``'s (its model resolved and prepared on first use)."""
+        if branch is not None:
+            from frozenasd.backbones import resolve_model
+
+            return ONNXFeatureExtractor(
+                resolve_model(branch.model),
+                batch_size=self.batch_size,
+                num_threads=self.num_threads,
+                pooling=branch.pooling,
+                normalise=branch.normalise,
+            )
+        if self.model_path is None:
+            raise ModelError("no encoder given: name a model, or the branches of a fusion")
         return ONNXFeatureExtractor(
             self.model_path,
             batch_size=self.batch_size,
@@ -175,8 +198,107 @@ class RunSettings:
             normalise=self.normalise,
         )
 
+    @property
+    def detector_name(self) -> str:
+        """The detector as reports name it: one name, or ``fusion-<rule>(branch + …)``."""
+        if not self.branches:
+            return self.detector
+        return f"fusion-{self.fusion_rule}({' + '.join(b.spec() for b in self.branches)})"
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+        out = {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+        out["branches"] = [b.spec() for b in self.branches]
+        return out
+
+
+@dataclass
+class Views:
+    """The embedding views of a run, opened: one extractor and cache per distinct view.
+
+    ``branch_views`` gives, per branch (one for a single-view run), the view it reads; branches
+    with the same view share its embeddings.
+    """
+
+    extractors: list[ONNXFeatureExtractor]
+    caches: list[EmbeddingCache | None]
+    branch_views: list[int]
+    labels: list[str]
+
+    @classmethod
+    def open(cls, settings: RunSettings) -> Views:
+        """Open every view's model (a model that does not load stops here, before any audio)."""
+        if not settings.branches:
+            extractor = settings.extractor().fit()
+            return cls([extractor], [open_cache(settings, extractor)], [0], [""])
+        seen: dict[tuple[str, str, str], int] = {}
+        extractors, caches, labels = [], [], []
+        for branch in settings.branches:
+            if branch.view not in seen:
+                seen[branch.view] = len(extractors)
+                extractor = settings.extractor(branch).fit()
+                extractors.append(extractor)
+                caches.append(open_cache(settings, extractor))
+                labels.append(f"{branch.model} {branch.pooling}")
+        return cls(extractors, caches, [seen[b.view] for b in settings.branches], labels)
+
+    def embed(
+        self, clips: Sequence[Clip], *, progress: bool = True, desc: str = "clips"
+    ) -> tuple[Embedded, tuple[int, ...]]:
+        """Embed ``clips`` in every view; the clips usable in all, each branch's columns side by side.
+
+        Returns the joined embeddings and the column bounds of the branches (branch ``k`` reads
+        ``bounds[k]:bounds[k + 1]``). A clip unusable in any view is skipped, with that view's reason;
+        each reason is reported once.
+        """
+        told: set[str] = set()
+
+        def warn_once(message: str) -> None:
+            if message not in told:
+                told.add(message)
+                tqdm.write(printable(message), file=sys.stderr)
+
+        per_view = [
+            embed_clips(
+                extractor,
+                clips,
+                cache=cache,
+                progress=progress,
+                desc=f"{desc} {label}".rstrip(),
+                warn=warn_once,
+            )
+            for extractor, cache, label in zip(self.extractors, self.caches, self.labels, strict=True)
+        ]
+        if len(per_view) == 1:
+            only = per_view[0]
+            width = only.embeddings.shape[1] if only.clips else 0
+            return only, (0, width)
+        rows = [{clip: i for i, clip in enumerate(e.clips)} for e in per_view]
+        usable = [c for c in clips if all(c in r for r in rows)]
+        reasons: dict[Clip, str] = {}
+        for e in per_view:
+            for clip, reason in e.skipped:
+                reasons.setdefault(clip, reason)
+        skipped = [(c, reasons[c]) for c in clips if c in reasons]
+        long_clips = {c for e in per_view for c in e.cut}
+        cut = [c for c in clips if c in long_clips and c not in reasons]
+        if not usable:
+            return Embedded([], np.empty((0, 0), dtype=np.float32), skipped, cut), (0,)
+        blocks = [per_view[v].embeddings[[rows[v][c] for c in usable]] for v in self.branch_views]
+        bounds = tuple(int(b) for b in np.cumsum([0] + [b.shape[1] for b in blocks]))
+        return Embedded(usable, np.hstack(blocks), skipped, cut), bounds
+
+    def records(self) -> list[dict[str, Any]]:
+        """Per view: its encoder's metadata, frontend and pooling, for the run's record."""
+        return [
+            {
+                "model_file": str(e.model_path),
+                "encoder": e.metadata_.get("model", {}),
+                "frontend": e.frontend_,
+                "pooling": e.pooling_,
+                "normalise": e.normalise,
+            }
+            for e in self.extractors
+        ]
 
 
 def open_cache(settings: RunSettings, extractor: ONNXFeatureExtractor) -> EmbeddingCache | None:
@@ -190,7 +312,7 @@ def open_cache(settings: RunSettings, extractor: ONNXFeatureExtractor) -> Embedd
         "normalise": extractor.normalise,
         "target_frames": extractor.target_frames,
     }
-    return EmbeddingCache(settings.cache_dir, file_sha256(settings.model_path), shaping)
+    return EmbeddingCache(settings.cache_dir, file_sha256(extractor.model_path), shaping)
 
 
 def run_machine(
@@ -198,8 +320,7 @@ def run_machine(
     machine: str,
     out_dir: Path,
     settings: RunSettings,
-    extractor: ONNXFeatureExtractor | None = None,
-    cache: EmbeddingCache | None = None,
+    views: Views | None = None,
     submission_dir: Path | None = None,
 ) -> MachineReport:
     """Score one machine's test clips and write scores.csv, metrics.txt, roc.png and run.json.
@@ -207,19 +328,15 @@ def run_machine(
     With ``submission_dir``, also the DCASE ``anomaly_score_*`` and ``decision_result_*`` files there;
     the decision threshold is the 90th percentile of a gamma distribution fitted to the training scores.
     """
-    extractor = extractor or settings.extractor()
-    train, test = (
-        embed_clips(
-            extractor,
-            list_clips(data_root, machine, split),
-            cache=cache,
-            progress=settings.progress,
-            desc=f"{machine} {split}",
+    views = views or Views.open(settings)
+    (train, bounds), (test, _) = (
+        views.embed(
+            list_clips(data_root, machine, split), progress=settings.progress, desc=f"{machine} {split}"
         )
         for split in ("train", "test")
     )
     pipe, threshold = fit_on_normals(
-        train, settings, data_root / machine / "train", [c.domain for c in train.clips]
+        train, settings, data_root / machine / "train", [c.domain for c in train.clips], bounds
     )
     if not test.clips:
         raise FrozenASDError(f"{data_root / machine / 'test'}: no usable test clip")
@@ -254,8 +371,10 @@ def run_machine(
         "machine_type": machine,
         "data": str(data_root / machine),
         "settings": settings.as_dict(),
-        "encoder": extractor.metadata_.get("model", {}),
-        "frontend": extractor.frontend_,
+        "detector": settings.detector_name,
+        "encoder": views.extractors[0].metadata_.get("model", {}),
+        "frontend": views.extractors[0].frontend_,
+        "views": views.records(),
         "n_train": len(train.clips),
         "n_test": len(test.clips),
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
@@ -278,13 +397,18 @@ def run_machine(
 
 
 def fit_on_normals(
-    train: Embedded, settings: RunSettings, where: object, domains: Sequence[str | None]
+    train: Embedded,
+    settings: RunSettings,
+    where: object,
+    domains: Sequence[str | None],
+    bounds: Sequence[int] | None = None,
 ) -> tuple[Pipeline, float]:
     """The scoring pipeline fitted on the usable training clips, and its decision threshold.
 
     The threshold is the gamma threshold of the training scores, each cross-fitted (the scaler and the
     detector fitted without the clip; see ``ScoringPipeline``), so it comes from training clips only
-    and a normal unseen clip exceeds it about as often as the percentile says. Too few clips, or a
+    and a normal unseen clip exceeds it about as often as the percentile says. With fusion
+    ``branches``, ``bounds`` gives each branch's columns (see ``Views.embed``). Too few clips, or a
     detector that cannot be fitted to them, raise FrozenASDError naming ``where``.
     """
     needed = max(2, settings.n_components)
@@ -292,12 +416,22 @@ def fit_on_normals(
         raise LayoutError(
             f"{where}: {len(train.clips)} usable training clips; the detector needs at least {needed}"
         )
-    pipe = scoring_pipeline(make_detector(settings.detector, settings.n_components, settings.random_state))
+    if settings.branches:
+        detector = FusionDetector(
+            tuple(bounds or ()),
+            tuple(b.detector for b in settings.branches),
+            rule=settings.fusion_rule,
+            n_components=settings.n_components,
+            random_state=settings.random_state,
+        )
+    else:
+        detector = make_detector(settings.detector, settings.n_components, settings.random_state)
+    pipe = scoring_pipeline(detector)
     try:
         train_scores = pipe.fit_transform(train.embeddings, detector__domains=list(domains))[:, 0]
         return pipe, gamma_threshold(train_scores)
     except ValueError as exc:  # e.g. too few target clips for a bank, identical clips
-        raise FrozenASDError(f"{where}: cannot fit {settings.detector}: {exc}") from exc
+        raise FrozenASDError(f"{where}: cannot fit {settings.detector_name}: {exc}") from exc
 
 
 def versions() -> dict[str, str]:
@@ -361,8 +495,7 @@ def run(
     data_root = Path(data_root)
     names = list(machines) if machines else discover_machines(data_root)
     out_dir_for = out_dir_for or (lambda root, m: root / f"results_{m}")
-    extractor = settings.extractor().fit()  # a model that does not fit stops the run before any audio
-    cache = open_cache(settings, extractor)
+    views = Views.open(settings)  # a model that does not load stops the run before any audio
     results: dict[str, dict[str, Any] | str] = {}
     reports: list[MachineReport] = []
     # Nothing of an earlier run may pass for this one's, even if this one is killed halfway: the
@@ -378,8 +511,7 @@ def run(
                 machine,
                 out_dir_for(Path(out_root), machine),
                 settings,
-                extractor,
-                cache,
+                views,
                 submission_dir=Path(out_root),
             )
             reports.append(report)
@@ -389,7 +521,7 @@ def run(
             results[machine] = str(exc)
             _remove_outputs(Path(out_root), out_dir_for(Path(out_root), machine), machine)
     failed = {m: r for m, r in results.items() if isinstance(r, str)}
-    write_run_summary(Path(out_root), reports, settings, extractor, failed)
+    write_run_summary(Path(out_root), reports, settings, views, failed)
     return results
 
 
@@ -404,7 +536,7 @@ def write_run_summary(
     out_root: Path,
     reports: list[MachineReport],
     settings: RunSettings,
-    extractor: ONNXFeatureExtractor,
+    views: Views,
     failed: dict[str, str] | None = None,
 ) -> None:
     """The report, then ``summary.md``: the DCASE table of the machines scored and notes on what is missing.
@@ -446,8 +578,10 @@ def write_run_summary(
     text = table + ("\n" + "\n".join(notes) + "\n" if notes else "")
     config = {
         "settings": settings.as_dict(),
-        "encoder": extractor.metadata_.get("model", {}),
-        "frontend": extractor.frontend_,
+        "detector": settings.detector_name,
+        "encoder": views.extractors[0].metadata_.get("model", {}),
+        "frontend": views.extractors[0].frontend_,
+        "views": views.records(),
         "versions": versions(),
     }
     write_report(out_root / "report.html", reports, config, official_score=official)

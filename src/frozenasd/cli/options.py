@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from frozenasd.cache import default_cache_dir
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
+from frozenasd.errors import FrozenASDError
 
 if TYPE_CHECKING:
     from frozenasd.run import RunSettings
@@ -32,9 +34,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--detector",
-        default="kmeansNN",
+        default=None,
         choices=sorted(DETECTORS),
-        help="anomaly detector (default: kmeansNN, the seed's)",
+        help="anomaly detector of a single view (default: kmeansNN, the seed's)",
     )
     parser.add_argument(
         "--n-components",
@@ -64,7 +66,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pooling",
-        default="mean",
+        default=None,
         choices=POOLINGS,
         help="statistic over a clip's frames, patch tokens (EAT), patches (YAMNet) or blocks (aiSFX): "
         "mean (default), max (keeps short events), meanstd (mean and standard deviation), quantiles "
@@ -74,7 +76,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--normalise",
-        default="none",
+        default=None,
         choices=NORMALISATIONS,
         help="scale each clip's waveform before the frontend: rms (to an RMS of 0.1), peak (largest "
         "sample to 1) or none (default)",
@@ -88,8 +90,75 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
 
 
+def add_fusion_options(parser: argparse.ArgumentParser) -> None:
+    """``--preset``, ``--fuse`` and ``--fusion-rule`` of ``run`` and ``fit`` (their default is a preset)."""
+    from frozenasd.views import FUSION_RULES, PRESETS
+
+    parser.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="a named fusion of views (the default when no --model is given: robust, or spectral "
+        "when aiSFX is not installed): " + "; ".join(f"{name}: {p.summary}" for name, p in PRESETS.items()),
+    )
+    parser.add_argument(
+        "--fuse",
+        default=None,
+        metavar="BRANCH+BRANCH...",
+        help="fuse views of your choice, each MODEL:POOLING:DETECTOR[:NORMALISE] "
+        "(e.g. logmel:max:mahalanobis+aisfx:mean:mahalanobis); each branch's scores are z-scored by "
+        "its own cross-fitted training scores",
+    )
+    parser.add_argument(
+        "--fusion-rule",
+        default=None,
+        choices=FUSION_RULES,
+        help="how a fusion combines its branches' z-scores: max (one alarmed view is enough) or mean "
+        "(default: the preset's, max for --fuse)",
+    )
+
+
+def _fusion_from(args: argparse.Namespace) -> tuple[tuple, str, str | None]:
+    """``(branches, rule, preset name)`` the options ask for; no branches for a single view."""
+    from frozenasd.views import default_preset, parse_fusion, preset
+
+    name, fuse, rule = (getattr(args, k, None) for k in ("preset", "fuse", "fusion_rule"))
+    if name and fuse:
+        raise FrozenASDError("give --preset or --fuse, not both")
+    if args.model is not None:
+        if name or fuse or rule:
+            raise FrozenASDError(
+                "--model names a single view; a fusion (--preset, --fuse, --fusion-rule) names its "
+                "models in its branches: drop one or the other"
+            )
+        return (), "max", None
+    if not hasattr(args, "preset"):  # a command without fusion options (the seed's main.py)
+        raise FrozenASDError("no encoder given: name a model with --model")
+    single = [
+        f"--{k.replace('_', '-')}"
+        for k in ("detector", "pooling", "normalise", "encoder_output", "target_frames")
+        if getattr(args, k, None) is not None
+    ]
+    if single:
+        raise FrozenASDError(
+            f"{', '.join(single)} shape a single view: give --model too, or write them into the "
+            "branches of --fuse"
+        )
+    if fuse:
+        try:
+            return parse_fusion(fuse), rule or "max", None
+        except ValueError as exc:
+            raise FrozenASDError(f"--fuse: {exc}") from exc
+    if not name:
+        name, note = default_preset()
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    chosen = preset(name)
+    return chosen.branches, rule or chosen.rule, name
+
+
 def settings_from(args: argparse.Namespace) -> RunSettings:
-    """The run settings the shared options describe."""
+    """The run settings the shared options describe: one view (``--model``) or a fusion of views."""
     from frozenasd.backbones import resolve_model
     from frozenasd.run import RunSettings
 
@@ -97,17 +166,21 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         cache_dir = None
     else:
         cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    branches, rule, name = _fusion_from(args)
     return RunSettings(
-        model_path=resolve_model(args.model),
-        detector=args.detector,
+        model_path=None if branches else resolve_model(args.model),
+        branches=branches,
+        fusion_rule=rule,
+        preset=name,
+        detector=args.detector or "kmeansNN",
         n_components=args.n_components,
         random_state=args.seed,
         batch_size=args.batch_size,
         num_threads=args.threads,
         target_frames=args.target_frames,
         output=args.encoder_output,
-        pooling=args.pooling,
-        normalise=args.normalise,
+        pooling=args.pooling or "mean",
+        normalise=args.normalise or "none",
         progress=not args.no_progress,
         cache_dir=cache_dir,
     )

@@ -5,8 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from frozenasd.cli.options import MODEL_HELP, add_run_options, positive_int, print_summary, settings_from
+from frozenasd.cli.options import (
+    MODEL_HELP,
+    add_fusion_options,
+    add_run_options,
+    positive_int,
+    print_summary,
+    settings_from,
+)
 from frozenasd.errors import FrozenASDError
+
+SINGLE_VIEW_HELP = (
+    ": one view, with --detector, --pooling and --normalise; without it, a fusion of views "
+    "(--preset, --fuse; default: the robust preset)"
+)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -63,7 +75,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     result = score_files(
         args.fitted,
-        resolve_model(args.model),
+        None if args.model is None else resolve_model(args.model),
         audio_files(args.inputs),
         batch_size=args.batch_size,
         num_threads=args.threads,
@@ -91,6 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.out,
         backbone=args.backbone,
         detector=args.detector,
+        preset=args.preset,
         machines=args.machines,
         data=QUICK if args.quick else None,
         num_threads=args.threads,
@@ -112,6 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from frozenasd.pipeline import DETECTORS
+    from frozenasd.views import PRESETS
 
     p = sub.add_parser("run", help="fit on normal training clips and score the test clips of each machine")
     p.add_argument("--data", required=True, help="dataset root: <data>/<machine>/{train,test}/*.wav")
@@ -121,9 +135,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="machine types to run (default: every machine folder under --data)",
     )
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument("--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
     add_run_options(p)
+    add_fusion_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -132,14 +147,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo", help="folder for the data and the results (default: demo)")
     p.add_argument(
         "--backbone",
-        default="aisfx",
-        help="packaged backbone (default: aisfx), or logmel: no model (see `backbones`)",
+        default=None,
+        help="one packaged backbone's view (aisfx, yamnet, or logmel: no model; see `backbones`) "
+        "instead of the default fusion of views",
     )
     p.add_argument(
         "--detector",
-        default="kmeansNN",
+        default=None,
         choices=sorted(DETECTORS),
-        help="anomaly detector (default: kmeansNN)",
+        help="anomaly detector of --backbone's view (default: kmeansNN)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="the fusion of views to run (default: run's, robust; spectral when aiSFX is missing)",
     )
     p.add_argument("--machines", nargs="+", default=None, help="demo machines (default: all)")
     p.add_argument(
@@ -180,16 +202,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="machine type to fit (with --data); with recordings, a name to record (default: recordings)",
     )
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument("-o", "--output", required=True, help="file to write (.npz)")
     add_run_options(p)
+    add_fusion_options(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("score", help="score new recordings with a model saved by `frozenasd fit`")
     p.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("--fitted", required=True, help="the file written by `frozenasd fit`")
     p.add_argument(
-        "--model", required=True, help="the ONNX encoder it was fitted with (a file or a backbone name)"
+        "--model",
+        default=None,
+        help="the ONNX encoder a single-view model was fitted with (a file or a backbone name; default: "
+        "the one the fitted file names); a fusion finds its branches' models by the names it saved",
     )
     p.add_argument("--csv", default=None, help="also write path,score,anomalous rows to this file")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
