@@ -19,6 +19,7 @@ from frozenasd.detectors import FlooredStandardScaler, KNNDetector, MahalanobisD
 from frozenasd.detectors.crossfit import fold_ids, loo_scaler_stats
 from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 from frozenasd.run import RunSettings, run_machine
+from frozenasd.views import Branch
 
 N_SPLITS = 5
 
@@ -165,8 +166,16 @@ def shuffle_labels(data: Path, seed: int) -> None:
         p.rename(p.with_name(f"section_00_{domain}_test_{label}_{i:04d}_x.wav"))
 
 
-def test_scores_and_threshold_do_not_depend_on_the_test_labels(tiny_dataset, patch_encoder, tmp_path):
-    settings = RunSettings(patch_encoder, detector="domain-banks", progress=False, cache_dir=None)
+@pytest.mark.parametrize("fused", [False, True], ids=["domain-banks", "fusion"])
+def test_scores_and_threshold_do_not_depend_on_the_test_labels(tiny_dataset, patch_encoder, tmp_path, fused):
+    if fused:  # the default preset's shape: a max-pooled log-mel view beside an encoder's mean view
+        branches = (
+            Branch("logmel", "max", "mahalanobis"),
+            Branch(str(patch_encoder), "mean", "domain-banks"),
+        )
+        settings = RunSettings(branches=branches, progress=False, cache_dir=None)
+    else:
+        settings = RunSettings(patch_encoder, detector="domain-banks", progress=False, cache_dir=None)
     results = []
     for seed in (None, 1, 2):
         data = tmp_path / f"data{seed}"
@@ -208,3 +217,32 @@ def test_too_few_clips_to_cross_fit_are_a_clear_error():
         scoring_pipeline(make_detector("kmeansNN", n_components=6)).fit(X)
     with pytest.raises(ValueError, match="needs at least 3 training clips, got n_samples=2"):
         scoring_pipeline(make_detector("knn")).fit(X[:2])
+
+
+@pytest.mark.slow
+def test_the_default_fusion_scores_unseen_real_normal_clips_like_its_training_clips(tmp_path_factory):
+    """The robust preset's two views of the real normal valve clips (first 2 s), fused by its rule."""
+    from frozenasd.backbones import prepare
+    from frozenasd.detectors import FusionDetector
+    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.views import PRESETS
+
+    pytest.importorskip("aisfx", reason="aisfx is not installed")
+    clips = real_normal_clips()
+    preset = PRESETS["robust"]
+    blocks = []
+    for branch in preset.branches:
+        model = prepare(branch.model, tmp_path_factory.mktemp(branch.model))
+        ext = ONNXFeatureExtractor(model, pooling=branch.pooling, normalise=branch.normalise, num_threads=2)
+        rate = ext.fit().frontend_["sample_rate"]
+        blocks.append(ext.transform([load_audio(p, rate, max_seconds=2.0) for p in clips]).astype(np.float64))
+    X = np.hstack(blocks)
+    bounds = (0, blocks[0].shape[1], X.shape[1])
+    zs = []
+    for seed in range(N_SPLITS):
+        order = np.random.default_rng(seed).permutation(len(X))
+        train, test = order[:40], order[40:]
+        det = FusionDetector(bounds, tuple(b.detector for b in preset.branches), rule=preset.rule)
+        scoring_pipeline(det).fit(X[train])
+        zs.append(median_z(det.train_scores_, det.transform(X[test])[:, 0]))
+    assert abs(np.median(zs)) <= 0.5, zs
