@@ -271,6 +271,8 @@ def test_run_fit_and_score_a_fusion_on_the_command_line(tiny_dataset, patch_enco
     record = json.loads((tmp_path / "out" / "results_fan" / "run.json").read_text())
     assert record["settings"]["branches"] == fuse.split("+") and record["settings"]["fusion_rule"] == "mean"
     assert [v["pooling"] for v in record["views"]] == ["max", "mean"]
+    assert record["detector"] == f"fusion-mean({fuse.replace('+', ' + ')})"
+    assert "detector" not in record["settings"] and "model_path" not in record["settings"]
     assert record["metrics"]["auc"] > 0.9
     cli("fit", "--data", str(tiny_dataset), "--machine", "fan", "--fuse", fuse, "-o", "fan.npz",
         "--no-progress", cwd=tmp_path)  # fmt: skip

@@ -206,8 +206,14 @@ class RunSettings:
         return f"fusion-{self.fusion_rule}({' + '.join(b.spec() for b in self.branches)})"
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings for a run's record; a fusion's leaves out the single view's unused fields."""
         out = {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
         out["branches"] = [b.spec() for b in self.branches]
+        unused = ("model_path", "detector", "pooling", "normalise", "output", "target_frames")
+        if self.branches:
+            out = {k: v for k, v in out.items() if k not in unused}
+        else:
+            out = {k: v for k, v in out.items() if k not in ("branches", "fusion_rule", "preset")}
         return out
 
 
