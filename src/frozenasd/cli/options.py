@@ -64,13 +64,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pooling",
-        default="mean",
+        default=None,
         choices=POOLINGS,
         help="statistic over a clip's frames, patch tokens (EAT), patches (YAMNet) or blocks (aiSFX): "
         "mean (default), max (keeps short events), meanstd (mean and standard deviation), quantiles "
         "(median, 90th percentile and max); bands-<statistic>: EAT only, over time keeping EAT's 8 "
         "frequency bands (bands = bands-mean); none: for an output that is already (batch, dim), "
-        "such as cls",
+        "such as cls; frames: no pooling, every frame kept (the default of, and only for, the frame "
+        "detectors framebank and framebank-topk)",
     )
     parser.add_argument(
         "--normalise",

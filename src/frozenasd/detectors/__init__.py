@@ -11,9 +11,17 @@ clip too, as a scoring pipeline does (``frozenasd.detectors.crossfit``).
 from __future__ import annotations
 
 from frozenasd.detectors.domain_banks import DomainBanks
+from frozenasd.detectors.frame_bank import FrameBank
 from frozenasd.detectors.kmeans import KMeansNN
 from frozenasd.detectors.knn import KNNDetector
 from frozenasd.detectors.mahalanobis import MahalanobisDetector
 from frozenasd.detectors.scaling import FlooredStandardScaler
 
-__all__ = ["DomainBanks", "FlooredStandardScaler", "KMeansNN", "KNNDetector", "MahalanobisDetector"]
+__all__ = [
+    "DomainBanks",
+    "FlooredStandardScaler",
+    "FrameBank",
+    "KMeansNN",
+    "KNNDetector",
+    "MahalanobisDetector",
+]
