@@ -54,8 +54,8 @@ class Frames:
 def split_frames(X: np.ndarray, frame_dim: int, what: str) -> Frames:
     """The frames of the rows of ``X`` (``what``: e.g. "training rows", for messages); padding dropped.
 
-    A frame that is NaN throughout is padding; a frame partly NaN, an infinite value, a width that is
-    not a multiple of ``frame_dim`` or a row without any real frame is a ValueError.
+    A frame that is NaN throughout is padding; a frame partly NaN, a width that is not a multiple of
+    ``frame_dim`` or a row without any real frame is a ValueError (``X`` is checked finite elsewhere).
     """
     n, width = X.shape
     if width % frame_dim:
@@ -72,9 +72,6 @@ def split_frames(X: np.ndarray, frame_dim: int, what: str) -> Frames:
             f"{what}: row {i}, frame {t} is NaN in {int(nan[i, t].sum())} of its {frame_dim} values; only "
             "whole padding frames may be NaN"
         )
-    if np.isinf(F).any():
-        i = int(np.argwhere(np.isinf(F).any(axis=(1, 2)))[0, 0])
-        raise ValueError(f"{what}: row {i} holds infinite values")
     real = ~padding
     empty = np.flatnonzero(~real.any(axis=1))
     if empty.size:
