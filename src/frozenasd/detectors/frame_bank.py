@@ -81,6 +81,11 @@ def split_frames(X: np.ndarray, frame_dim: int, what: str) -> Frames:
     return Frames(F[row, position], row, position, lengths)
 
 
+def standardise(values: np.ndarray, mean: np.ndarray, scale: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Frames standardised per dimension; the dimensions not kept set to 0."""
+    return np.where(keep, (values - mean) / scale, 0.0)
+
+
 @dataclass
 class _Bank:
     """One fit's frame statistics and bank (standardised frames)."""
@@ -91,7 +96,7 @@ class _Bank:
     bank: np.ndarray
 
     def standardise(self, values: np.ndarray) -> np.ndarray:
-        return np.where(self.keep, (values - self.mean) / self.scale, 0.0)
+        return standardise(values, self.mean, self.scale, self.keep)
 
 
 class FrameBank(AnomalyDetectorMixin, BaseEstimator):
@@ -212,11 +217,12 @@ class FrameBank(AnomalyDetectorMixin, BaseEstimator):
         row_sum = np.add.reduceat(D, starts, axis=0)
         row_sq = np.add.reduceat(D**2, starts, axis=0)
         row_count = np.diff(np.append(starts, m))
+        total_sum, total_sq = row_sum.sum(axis=0), row_sq.sum(axis=0)
         stats = []
         for held in held_out:
             count = m - row_count[held].sum()
-            s1 = (D.sum(axis=0) - row_sum[held].sum(axis=0)) / count
-            var = np.maximum((row_sq.sum(axis=0) - row_sq[held].sum(axis=0)) / count - s1**2, 0.0)
+            s1 = (total_sum - row_sum[held].sum(axis=0)) / count
+            var = np.maximum((total_sq - row_sq[held].sum(axis=0)) / count - s1**2, 0.0)
             keep = kept_dimensions(var)
             if not keep.any():
                 if not held.any():
@@ -234,9 +240,7 @@ class FrameBank(AnomalyDetectorMixin, BaseEstimator):
         banks = []
         for (mean, scale, keep, _), use, idx in zip(stats, allowed, chosen, strict=True):
             picked = np.flatnonzero(use) if idx is None else idx
-            bank = _Bank(mean, scale, keep, np.empty(0))
-            bank.bank = bank.standardise(V[picked])
-            banks.append(bank)
+            banks.append(_Bank(mean, scale, keep, standardise(V[picked], mean, scale, keep)))
         return banks
 
     def _select(
@@ -251,7 +255,8 @@ class FrameBank(AnomalyDetectorMixin, BaseEstimator):
         rng_first = [np.random.default_rng(self.random_state).integers(stats[i][3]) for i in todo]
         first = np.array([np.flatnonzero(allowed[i])[k] for i, k in zip(todo, rng_first, strict=True)])
         if D.shape[1] <= MAX_SELECTION_DIMS:
-            # one pass for every fit: frames centred and scaled alike, each fit's scale as weights
+            # one pass for every fit: the frames centred and scaled alike (by the first fit's scale, for
+            # conditioning), each fit's own standardisation as per-dimension weights
             ref = stats[0][1]
             weights = np.stack([np.where(stats[i][2], (ref / stats[i][1]) ** 2, 0.0) for i in todo])
             Y = D / ref
@@ -291,8 +296,8 @@ class FrameBank(AnomalyDetectorMixin, BaseEstimator):
                 "input (one frame per row: frame_dim is None)"
             )
         frames = split_frames(X, int(self.frame_dim_), "rows to score")
-        whole = _Bank(self.mean_, self.scale_, self.keep_, self.bank_)
-        return nearest_distances(whole.standardise(frames.values), self.bank_), frames
+        Z = standardise(frames.values, self.mean_, self.scale_, self.keep_)
+        return nearest_distances(Z, self.bank_), frames
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score column ``(n, 1)``: max or top-k mean of each row's frame scores."""

@@ -141,7 +141,7 @@ def _frames_svg(traces: list[FrameTrace], threshold: float | None) -> str:
         x = trace.starts if timed else np.arange(len(trace.scores))
         label = _LABEL_NAMES[trace.label]
         name = PurePath(trace.path).name
-        short = name if len(name) <= 40 else name[:18] + "…" + name[-18:]
+        short = name if len(name) <= 44 else "…" + name[-43:]  # the end tells clips apart
         ax.plot(x, trace.scores, lw=1.2, label=f"{rank}. {short} ({label})")
     if threshold is not None:
         ax.axhline(float(threshold), color="#2ca02c", lw=1.5, ls="--", label="decision threshold")
