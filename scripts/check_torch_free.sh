@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The scoring path without PyTorch: `pip install .` (no extras) into a fresh environment, then the
-# offline demo with each packaged backbone, then every test that does not need the export extra.
+# offline demo (its default fusion, then each packaged backbone alone), then every test that does not need the export extra.
 # Run by CI beside `make test`; `make check-torch-free` runs it by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +20,14 @@ if "$bin/python" -c "import torch" 2>/dev/null; then
   exit 1
 fi
 
-for backbone in aisfx yamnet; do
+# `default` is the demo as `make demo` runs it: the default fusion of views (log-mel and aiSFX).
+for backbone in default aisfx yamnet; do
   mkdir "$work/demo-$backbone"
-  (cd "$work/demo-$backbone" && "$bin/frozenasd" demo --quick --backbone "$backbone" >log.txt 2>&1) || {
+  option=(--backbone "$backbone")
+  [ "$backbone" = default ] && option=()
+  (cd "$work/demo-$backbone" && "$bin/frozenasd" demo --quick "${option[@]}" >log.txt 2>&1) || {
     cat "$work/demo-$backbone/log.txt" >&2
-    echo "check-torch-free: frozenasd demo --quick --backbone $backbone failed without torch" >&2
+    echo "check-torch-free: frozenasd demo --quick ${option[*]} failed without torch" >&2
     exit 1
   }
   results=$work/demo-$backbone/demo/results
@@ -34,7 +37,7 @@ for backbone in aisfx yamnet; do
     test -s "$results/anomaly_score_${machine}_section_00_test.csv"
   done
   test -s "$results/report.html"
-  echo "check-torch-free: demo --quick --backbone $backbone: $(grep '^Official score' "$work/demo-$backbone/log.txt")"
+  echo "check-torch-free: demo --quick ${option[*]}: $(grep '^Official score' "$work/demo-$backbone/log.txt")"
 done
 
 # The test suite against the installed package (not the source tree), less the tests marked `torch`.

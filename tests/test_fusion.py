@@ -176,6 +176,7 @@ def test_branches_are_parsed_from_the_right_and_checked():
         ("logmel:max", "write MODEL:POOLING:DETECTOR"),
         ("logmel:maximum:mahalanobis", "pooling 'maximum'"),
         ("logmel:max:lof", "detector 'lof'"),
+        ("logmel:frames:mahalanobis", "pooling 'frames'"),
         ("+", "at least one branch"),
     ]:
         with pytest.raises(ValueError, match=match):

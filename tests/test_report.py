@@ -498,3 +498,19 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     assert share("#1d3557") > 0.01  # header band
     assert share("#d62728") > 1e-4  # anomaly histogram outlines and the pAUC limit line
     assert share("#1f77b4") > 1e-4  # normal-source histogram and the source ROC curve
+
+
+def test_frame_scores_of_the_top_clips_are_plotted_over_time(tmp_path: Path) -> None:
+    from frozenasd.report.model import FrameTrace
+
+    fan = labelled_machine(tmp_path / "data", "fan", 3, threshold=1.8)
+    scores = np.r_[np.zeros(40), 2.5, np.zeros(9)]
+    fan.frames = [FrameTrace(fan.paths[0], scores, np.arange(50) * 0.01, 1)]
+    page = write_report(tmp_path / "report.html", [fan], CONFIG).read_text()
+    assert page.count("<svg") == 3 and 'aria-label="frame scores over time"' in page
+    assert "time in the clip (s)" in page and "frame_scores.csv" in page
+    plain = labelled_machine(tmp_path / "data2", "fan", 3)
+    assert "frame scores over time" not in write_report(tmp_path / "plain.html", [plain], CONFIG).read_text()
+    fan.frames = [FrameTrace(fan.paths[0], scores, np.arange(49) * 0.01, 1)]
+    with pytest.raises(ValueError, match="has 50 frame scores but 49 starts"):
+        write_report(tmp_path / "bad.html", [fan], CONFIG)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from frozenasd.dcase import link_problem
+from frozenasd.encoders.pooling import pad_rows
 from frozenasd.errors import AudioError
 
 # Bumped whenever the embeddings a given model and settings produce change, or the rows' keys do, so
@@ -137,7 +138,11 @@ class EmbeddingCache:
         return found
 
     def store(self, machine: str, split: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        """Append one chunk of (identity, embedding) rows, atomically."""
+        """Append one chunk of (identity, embedding) rows, atomically.
+
+        Rows of different widths (``frames`` pooling) are stored right-padded with NaN to the widest;
+        ``load`` gives them back so padded.
+        """
         items = list(items)
         if not items:
             return
@@ -152,5 +157,6 @@ class EmbeddingCache:
         target = folder / f"chunk_{number:06d}_{uuid.uuid4().hex}.npz"
         tmp = folder / f".{target.name}.{os.getpid()}@{socket.gethostname()}.tmp"
         with open(tmp, "wb") as f:
-            np.savez(f, ids=np.array([i for i, _ in items]), embeddings=np.stack([e for _, e in items]))
+            # rows of ``frames`` pooling may differ in width: NaN-padded, as embed_clips stacks them
+            np.savez(f, ids=np.array([i for i, _ in items]), embeddings=pad_rows([e for _, e in items]))
         os.replace(tmp, target)

@@ -26,7 +26,14 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from frozenasd import __version__
-from frozenasd.detectors import DomainBanks, FusionDetector, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detectors import (
+    DomainBanks,
+    FrameBank,
+    FusionDetector,
+    KMeansNN,
+    KNNDetector,
+    MahalanobisDetector,
+)
 from frozenasd.detectors.scaling import FlooredStandardScaler, NoScaler
 from frozenasd.errors import ModelError
 from frozenasd.zip_limits import inflation_reason, read_member, unreadable_reason
@@ -49,7 +56,7 @@ MAX_INFLATION = 100
 SAVEABLE: dict[str, tuple[type, tuple[str, ...]]] = {
     **{
         c.__name__: (c, c._state_attributes)
-        for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector, FusionDetector)
+        for c in (KMeansNN, KNNDetector, DomainBanks, MahalanobisDetector, FusionDetector, FrameBank)
     },
     "StandardScaler": (StandardScaler, ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_")),
     "FlooredStandardScaler": (

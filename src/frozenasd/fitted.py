@@ -23,6 +23,7 @@ from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_sco
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import LayoutError, ModelError
+from frozenasd.frames import frame_detector, pipeline_frame_scores, width_problem
 from frozenasd.run import RunSettings, Views, fit_on_normals, versions
 from frozenasd.views import Branch
 
@@ -119,6 +120,8 @@ class Scored:
     decisions: np.ndarray
     threshold: float
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    frames: list[np.ndarray] | None = None  # per clip its frames' scores (score_files(frames=True))
+    frame_hop: float | None = None  # seconds between frame starts; None: unknown
 
 
 def _once(files: Iterable[str | os.PathLike]) -> list[Path]:
@@ -159,15 +162,23 @@ def score_files(
     batch_size: int = 8,
     num_threads: int | None = None,
     progress: bool = False,
+    frames: bool = False,
 ) -> Scored:
     """Score audio files with a saved model.
 
     A single-view model scores with ``encoder``, which must be the file it was fitted with (``None``:
     the file it names); a fusion finds each branch's model by the name it saved (a backbone name or a
     file) and checks each against the hash it saved.
+
+    ``frames``: also each clip's per-frame scores (a frame detector's; an error for other detectors).
     """
     info = pipeline_info(fitted)
     pipe = load_scoring_pipeline(fitted)
+    if frames and frame_detector(pipe) is None:
+        raise ModelError(
+            f"{fitted}: its detector ({info.get('detector', type(pipe[-2]).__name__)}) gives no per-frame "
+            "scores; fit with --detector framebank or framebank-topk for them"
+        )
     threshold = info.get("threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise ModelError(f"{fitted}: the saved threshold {threshold!r} is not a finite number")
@@ -211,19 +222,25 @@ def score_files(
     clips = [Clip.from_path(p, info.get("machine", ""), "score") for p in files]
     embedded, _ = views.embed(clips, progress=progress, desc="score")
     threshold = float(threshold)
-    if embedded.clips and embedded.embeddings.shape[1] != pipe.n_features_in_:
+    expected = width_problem(pipe, embedded.embeddings.shape[1]) if embedded.clips else None
+    if expected:
         source = "its branches' encoders" if settings.branches else str(settings.model_path)
         raise ModelError(
             f"{source}: gives {embedded.embeddings.shape[1]}-dimensional embeddings, but {fitted} was "
-            f"fitted on {pipe.n_features_in_}-dimensional ones; its encoder hash does not match its content"
+            f"fitted on {expected}; its encoder hash does not match its content"
         )
     scores = pipe.transform(embedded.embeddings)[:, 0] if embedded.clips else np.empty(0)
+    per_frame = None
+    if frames:
+        per_frame = pipeline_frame_scores(pipe, embedded.embeddings) if embedded.clips else []
     return Scored(
         paths=[c.path for c in embedded.clips],
         scores=scores,
         decisions=(scores > threshold).astype(int),
         threshold=threshold,
         skipped=[(c.path, reason) for c, reason in embedded.skipped],
+        frames=per_frame,
+        frame_hop=None if settings.branches else getattr(views.extractors[0], "frame_hop_", None),
     )
 
 

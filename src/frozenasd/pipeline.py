@@ -12,7 +12,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.metadata_routing import process_routing
 
-from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
+from frozenasd.detectors import (
+    DomainBanks,
+    FlooredStandardScaler,
+    FrameBank,
+    KMeansNN,
+    KNNDetector,
+    MahalanobisDetector,
+)
 from frozenasd.detectors.scaling import NoScaler
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 
@@ -52,6 +59,17 @@ DETECTORS: dict[str, DetectorSpec] = {
     ),
     "mahalanobis": DetectorSpec(
         MahalanobisDetector, {}, "Mahalanobis distance under a Ledoit-Wolf shrunk covariance"
+    ),
+    "framebank": DetectorSpec(
+        FrameBank,
+        {"aggregate": "max"},
+        "frame-level memory bank (greedy coreset of standardised training frames; implies --pooling "
+        "frames): a clip's highest frame distance to the bank, with per-frame scores",
+    ),
+    "framebank-topk": DetectorSpec(
+        FrameBank,
+        {"aggregate": "topk"},
+        "framebank scoring a clip by the mean of its top_k (10) highest frame distances",
     ),
 }
 

@@ -24,8 +24,10 @@ from frozenasd.cache import EmbeddingCache, clip_identity, default_cache_dir, fi
 from frozenasd.dcase import Clip, discover_machines, list_clips
 from frozenasd.detectors import FusionDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.evaluate import format_table
+from frozenasd.frames import FRAME_SCORES_CSV, detector_params, record_top_frames, resolve_pooling
 from frozenasd.metrics import gamma_threshold, official_score
 from frozenasd.outputs import (
     compute_and_save_metrics,
@@ -53,6 +55,7 @@ class Embedded:
     embeddings: np.ndarray
     skipped: list[tuple[Clip, str]] = field(default_factory=list)
     cut: list[Clip] = field(default_factory=list)  # longer than the encoder takes: only their start is used
+    frame_dim: int | None = None  # values per frame (the extractor's frame_dim_), for frame detectors
 
 
 def embed_clips(
@@ -145,8 +148,10 @@ def embed_clips(
             f"only their first {seconds:.2f} s are embedded (e.g. {cut[0].path})"
         )
     order = sorted(found)
-    embeddings = np.stack([found[i] for i in order]) if order else np.empty((0, 0), dtype=np.float32)
-    return Embedded([clips[i] for i in order], embeddings, skipped, cut)
+    # ``frames`` pooling: rows of clips of other lengths differ in width, NaN-padded to the widest
+    embeddings = pad_rows([found[i] for i in order]) if order else np.empty((0, 0), dtype=np.float32)
+    frame_dim = getattr(extractor, "frame_dim_", None)
+    return Embedded([clips[i] for i in order], embeddings, skipped, cut, frame_dim)
 
 
 @dataclass
@@ -166,13 +171,16 @@ class RunSettings:
     num_threads: int | None = None
     target_frames: int | None = None
     output: str | None = None
-    pooling: str = "mean"
+    pooling: str | None = None  # None: the detector's (frames for the frame detectors, else mean)
     normalise: str = "none"
     progress: bool = True
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     branches: tuple[Branch, ...] = ()
     fusion_rule: str = "max"
     preset: str | None = None
+
+    def __post_init__(self) -> None:
+        self.pooling = resolve_pooling(self.detector, self.pooling)
 
     def extractor(self, branch: Branch | None = None) -> ONNXFeatureExtractor:
         """The single view's extractor, or ``branch``'s (its model resolved and prepared on first use)."""
@@ -347,10 +355,10 @@ def run_machine(
     if not test.clips:
         raise FrozenASDError(f"{data_root / machine / 'test'}: no usable test clip")
     scores = pipe.transform(test.embeddings)[:, 0]
+    labels = [None if c.label is None else int(c.label == "anomaly") for c in test.clips]
 
     skipped = [(str(c.path), reason) for c, reason in train.skipped + test.skipped]
     paths = [str(c.path) for c in test.clips]
-    labels = [None if c.label is None else int(c.label == "anomaly") for c in test.clips]
     domains = [c.domain for c in test.clips]
     metrics = compute_and_save_metrics(
         paths=paths,
@@ -360,6 +368,15 @@ def run_machine(
         domains=domains,
         skipped=skipped,
         title=machine,
+    )
+    frames = record_top_frames(
+        out_dir,
+        pipe,
+        test.embeddings,
+        paths,
+        scores,
+        labels,
+        getattr(views.extractors[0], "frame_hop_", None),
     )
     left_out: list[tuple[Clip, str]] = []
     if submission_dir is not None:
@@ -399,6 +416,7 @@ def run_machine(
         metrics=metrics,
         threshold=threshold,
         skipped=skipped,
+        frames=frames,
     )
 
 
@@ -431,7 +449,8 @@ def fit_on_normals(
             random_state=settings.random_state,
         )
     else:
-        detector = make_detector(settings.detector, settings.n_components, settings.random_state)
+        params = detector_params(settings.detector, train.frame_dim)
+        detector = make_detector(settings.detector, settings.n_components, settings.random_state, **params)
     pipe = scoring_pipeline(detector)
     try:
         train_scores = pipe.fit_transform(train.embeddings, detector__domains=list(domains))[:, 0]
@@ -534,7 +553,7 @@ def run(
 def _remove_outputs(out_root: Path, out_dir: Path, machine: str) -> None:
     """An earlier run's outputs of a machine that failed now: they must not pass for this run's."""
     remove_submission_files(out_root, machine)
-    for name in ("scores.csv", "metrics.txt", "roc.png", "run.json"):
+    for name in ("scores.csv", "metrics.txt", "roc.png", "run.json", FRAME_SCORES_CSV):
         (out_dir / name).unlink(missing_ok=True)
 
 

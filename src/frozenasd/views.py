@@ -87,7 +87,7 @@ def parse_branch(text: str) -> Branch:
             f"branch {text!r}: write MODEL:POOLING:DETECTOR[:NORMALISE], e.g. logmel:max:mahalanobis"
         )
     model, pooling, detector = ":".join(parts[:-2]), parts[-2], parts[-1]
-    if pooling not in POOLINGS:
+    if pooling not in POOLINGS or pooling == "frames":
         raise ValueError(f"branch {text!r}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     if detector not in DETECTORS:
         raise ValueError(

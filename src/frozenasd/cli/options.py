@@ -72,7 +72,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "mean (default), max (keeps short events), meanstd (mean and standard deviation), quantiles "
         "(median, 90th percentile and max); bands-<statistic>: EAT only, over time keeping EAT's 8 "
         "frequency bands (bands = bands-mean); none: for an output that is already (batch, dim), "
-        "such as cls",
+        "such as cls; frames: no pooling, every frame kept (the default of, and only for, the frame "
+        "detectors framebank and framebank-topk)",
     )
     parser.add_argument(
         "--normalise",
@@ -179,7 +180,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         num_threads=args.threads,
         target_frames=args.target_frames,
         output=args.encoder_output,
-        pooling=args.pooling or "mean",
+        pooling=args.pooling,
         normalise=args.normalise or "none",
         progress=not args.no_progress,
         cache_dir=cache_dir,

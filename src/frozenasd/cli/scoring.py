@@ -80,6 +80,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_threads=args.threads,
         progress=not args.no_progress,
+        frames=bool(args.frames),
     )
     rows = [
         (str(p), f"{s:.6f}", int(d))
@@ -87,6 +88,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     ]
     if args.csv:
         write_csv_rows(args.csv, [("path", "score", "anomalous"), *rows])
+    if args.frames:
+        from frozenasd.frames import write_frame_scores
+
+        write_frame_scores(args.frames, result.paths, result.frames, result.frame_hop)
     for path, score, decision in rows:
         print(f"{score}  {'ANOMALY' if decision else 'normal '}  {printable(path)}")
     print(
@@ -218,6 +223,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "the one the fitted file names); a fusion finds its branches' models by the names it saved",
     )
     p.add_argument("--csv", default=None, help="also write path,score,anomalous rows to this file")
+    p.add_argument(
+        "--frames",
+        default=None,
+        help="also write path,frame,start_s,score rows, every frame of every clip scored, to this file "
+        "(a frame detector's: framebank, framebank-topk)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -11,6 +11,7 @@ clip too, as a scoring pipeline does (``frozenasd.detectors.crossfit``).
 from __future__ import annotations
 
 from frozenasd.detectors.domain_banks import DomainBanks
+from frozenasd.detectors.frame_bank import FrameBank
 from frozenasd.detectors.fusion import FusionDetector
 from frozenasd.detectors.kmeans import KMeansNN
 from frozenasd.detectors.knn import KNNDetector
@@ -20,6 +21,7 @@ from frozenasd.detectors.scaling import FlooredStandardScaler
 __all__ = [
     "DomainBanks",
     "FlooredStandardScaler",
+    "FrameBank",
     "FusionDetector",
     "KMeansNN",
     "KNNDetector",

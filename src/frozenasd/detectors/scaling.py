@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 # Dimensions are amplified at most 100 times relative to the most spread one.
 MIN_SCALE_RATIO = 0.01
@@ -120,7 +120,9 @@ class NoScaler(TransformerMixin, BaseEstimator):
 
     A detector that combines several views, or scores a clip's frames, fits a scaler per view or
     per frame dimension inside itself (and inside each cross-fitting fold); before it the pipeline
-    passes the embeddings on unchanged, as float64.
+    passes the embeddings on unchanged, as float64. Rows of any width pass (a clip longer than the
+    training clips has more frames): the detector checks what it can take. NaN passes too (the
+    padding frames of ``frames`` pooling).
     """
 
     def fit(self, X: Any, y: object = None) -> NoScaler:
@@ -129,4 +131,4 @@ class NoScaler(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "n_features_in_")
-        return validate_data(self, X, dtype=np.float64, reset=False, ensure_all_finite="allow-nan")
+        return check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")

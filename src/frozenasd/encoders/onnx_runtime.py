@@ -14,9 +14,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from frozenasd.encoders.metadata import decode_metadata
 from frozenasd.encoders.pooling import (
+    FRAMES,
     NORMALISATIONS,
     canonical_pooling,
     normalise_waveform,
+    pad_rows,
     parse_pooling,
     pool_frames,
 )
@@ -50,7 +52,9 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         statistic (8 · 768 for EAT-base; ``"bands"`` = ``"bands-mean"``); ``"none"`` requires an
         output that is already ``(batch, dim)`` and averages the clip's examples. Tokens before the
         patch tokens (the CLS token of a block output, per the metadata's ``token_layout``) are left
-        out.
+        out. ``"frames"`` pools nothing: the clip's frame vectors flattened, ``n_frames · frame_dim_``
+        values (EAT: one frame per time step of patch tokens, all bands; clips of other lengths give
+        other widths).
     normalise: ``"none"``; ``"rms"`` scales each waveform to an RMS of 0.1 and ``"peak"`` to a largest
         absolute sample of 1, before the frontend (a silent clip is left as it is).
     batch_size: examples per ONNX Runtime call; examples larger than a 10-second EAT clip go in
@@ -144,11 +148,21 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             raise ModelError(f"{path}: output {name!r} is (batch, tokens, dim); choose pooling='mean'")
         if rank == 2 and keep_bands:
             raise ModelError(f"{path}: output {name!r} is (batch, dim): it has no tokens to pool by band")
-        if keep_bands and frontend.name != "eat_fbank":
+        if statistic == FRAMES and rank == 3 and frontend.name == "eat_fbank":
+            keep_bands = True  # one frame = one time step of EAT's patch tokens, every band
+        elif keep_bands and frontend.name != "eat_fbank":
             raise ModelError(
                 f"{path}: pooling={self.pooling!r} needs EAT's patch grid; this model uses {frontend.name!r}"
             )
         prefix = ((description.get("token_layout") or {}).get(name) or {}).get("prefix_tokens", 0)
+        dim = outputs[name].shape[-1]
+        frame_dim = None
+        if isinstance(dim, int):
+            frame_dim = dim * (params["num_mel_bins"] // PATCH if keep_bands else 1)
+        elif statistic == FRAMES:
+            raise ModelError(
+                f"{path}: output {name!r} has no fixed last dimension ({dim!r}); pooling='frames' needs one"
+            )
 
         self.session_ = session
         self.input_name_ = inputs[0].name
@@ -161,6 +175,10 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         self.statistic_ = statistic
         self.keep_bands_ = keep_bands
         self.pooling_ = canonical_pooling(self.pooling)
+        # the vectors a clip is pooled over: their size and, where regular, the seconds between them
+        self.frame_dim_ = frame_dim
+        mixed = rank == 3 and frontend.name == "eat_fbank" and not keep_bands  # tokens of every band
+        self.frame_hop_ = None if mixed else frontend.frame_hop_seconds(params, tokens=rank == 3)
 
     def fit(self, X: Any = None, y: Any = None) -> ONNXFeatureExtractor:
         """Open the model; the encoder is frozen, so nothing is learned from ``X``."""
@@ -269,7 +287,8 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
                 out = self._run(np.stack([examples[c][k] for c, k in chunk]))
                 for (c, _), frames in zip(chunk, out, strict=True):
                     vectors[c].append(frames)
-        return np.stack([pool_frames(np.concatenate(v), self.statistic_) for v in vectors])
+        # ``frames`` pooling: clips of other lengths give rows of other widths, NaN-padded to the widest
+        return pad_rows([pool_frames(np.concatenate(v), self.statistic_) for v in vectors])
 
     def transform(self, X: Iterable[np.ndarray]) -> np.ndarray:
         """Embed each waveform of ``X``; returns ``(n_clips, dim)`` float32."""

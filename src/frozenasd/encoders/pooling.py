@@ -11,18 +11,27 @@ time separately for each frequency band of patch tokens, and the bands are conca
 ``bands`` is the older name of ``bands-mean``; ``none`` is for an output that is already one vector
 per example and averages the examples as ``mean`` does.
 
+``frames`` pools nothing: a clip's "embedding" is its frame vectors flattened row-major,
+``n_frames · frame_dim`` values (for EAT, one frame is one time step of the band-keeping layout,
+``bands · dim`` values). Clips of different lengths give rows of different widths; ``pad_rows``
+stacks them, right-padded with NaN (whole NaN frames), for the frame detectors
+(:mod:`frozenasd.detectors.frame_bank`).
+
 The waveform itself may be normalised before the frontend (``normalise_waveform``): ``rms`` or
 ``peak`` level, so that a view compares the sound of clips rather than their recording level.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 STATISTICS = ("mean", "max", "meanstd", "quantiles")
 QUANTILES = (0.5, 0.9, 1.0)  # the quantiles of ``quantiles``, in output order
 BAND_PREFIX = "bands-"
-POOLINGS = (*STATISTICS, *(BAND_PREFIX + s for s in STATISTICS), "bands", "none")
+FRAMES = "frames"  # no pooling: the clip's frames, flattened
+POOLINGS = (*STATISTICS, *(BAND_PREFIX + s for s in STATISTICS), "bands", "none", FRAMES)
 NORMALISATIONS = ("none", "rms", "peak")
 RMS_TARGET = 0.1  # ``rms`` scales a clip to this RMS (-20 dBFS)
 PEAK_TARGET = 1.0  # ``peak`` scales a clip's largest absolute sample to this
@@ -54,7 +63,9 @@ def pool_frames(frames: np.ndarray, statistic: str) -> np.ndarray:
     x = np.asarray(frames, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"expected a non-empty (frames, dim) array, got shape {x.shape}")
-    if statistic == "mean":
+    if statistic == FRAMES:
+        out = x.reshape(-1)
+    elif statistic == "mean":
         out = x.mean(axis=0)
     elif statistic == "max":
         out = x.max(axis=0)
@@ -63,8 +74,22 @@ def pool_frames(frames: np.ndarray, statistic: str) -> np.ndarray:
     elif statistic == "quantiles":
         out = np.quantile(x, QUANTILES, axis=0).reshape(-1)
     else:
-        raise ValueError(f"unknown pooling statistic {statistic!r}; choose one of {STATISTICS}")
+        raise ValueError(f"unknown pooling statistic {statistic!r}; choose one of {(*STATISTICS, FRAMES)}")
     return out.astype(np.float32)
+
+
+def pad_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """1-D rows stacked into ``(n, widest)`` float32, the shorter ones right-padded with NaN.
+
+    Rows of one width are stacked as they are (``np.stack``); only ``frames`` pooling gives others.
+    """
+    widths = {np.shape(r)[0] for r in rows}
+    if len(widths) <= 1:
+        return np.stack(rows)
+    out = np.full((len(rows), max(widths)), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
 
 
 def normalise_waveform(waveform: np.ndarray, mode: str) -> np.ndarray:

@@ -198,5 +198,8 @@ class AisfxMel(Frontend):
             spectrogram, params["block_frames"], params["block_hop"], params["drop_partial_block"]
         )
 
+    def frame_hop_seconds(self, params: dict[str, Any], tokens: bool) -> float | None:
+        return None if tokens else params["block_hop"] * params["hop_size"] / params["sample_rate"]
+
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         return np.ascontiguousarray(batch)

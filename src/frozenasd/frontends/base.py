@@ -156,6 +156,14 @@ class Frontend(ABC):
         longest = self.longest_samples(params)
         return x if longest is None else x[:longest]
 
+    def frame_hop_seconds(self, params: dict[str, Any], tokens: bool) -> float | None:
+        """Seconds between the starts of successive frames of a clip (``frames`` pooling).
+
+        A frame is one model-input example when the output is one vector per example (``tokens``
+        false), else one time step of the tokens of a clip's single example. ``None``: no regular hop.
+        """
+        return None
+
     @abstractmethod
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         """A stack of examples ``(B, *example_shape)`` as the model's input tensor in ``layout``."""

@@ -11,6 +11,8 @@ from frozenasd.encoders.metadata import EAT_FRONTEND, LAYOUT_B1TF, LAYOUT_B3FT
 from frozenasd.errors import ModelError
 from frozenasd.frontends.base import Frontend, _as_waveform, _fits
 
+PATCH_FRAMES = 16  # EAT's patches span 16 fbank frames in time
+
 
 class EATFbank(Frontend):
     """EAT's Kaldi-compatible 128-bin log-mel fbank, normalised; one ``(T, 128)`` example per clip."""
@@ -71,6 +73,10 @@ class EATFbank(Frontend):
 
     def examples(self, features: np.ndarray) -> np.ndarray:
         return features[None]
+
+    def frame_hop_seconds(self, params: dict[str, Any], tokens: bool) -> float | None:
+        # one time step of patch tokens (all frequency bands) covers PATCH_FRAMES fbank frames
+        return PATCH_FRAMES * params["frame_shift_ms"] / 1000.0 if tokens else None
 
     def longest_samples(self, params: dict[str, Any]) -> int | None:
         from frozenasd.fbank import samples_for_frames

@@ -104,6 +104,9 @@ class LogMel(Frontend):
     def examples(self, features: np.ndarray) -> np.ndarray:
         return features[None]
 
+    def frame_hop_seconds(self, params: dict[str, Any], tokens: bool) -> float | None:
+        return params["frame_shift_ms"] / 1000.0 if tokens else None
+
     def longest_samples(self, params: dict[str, Any]) -> int | None:
         from frozenasd.fbank import samples_for_frames
 

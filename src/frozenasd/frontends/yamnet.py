@@ -174,5 +174,11 @@ class YAMNetLogMel(Frontend):
         patches = sliding_window_view(log_mel, frames, axis=0)[::hop_frames]  # (n, mel, frames)
         return np.ascontiguousarray(patches.transpose(0, 2, 1))
 
+    def frame_hop_seconds(self, params: dict[str, Any], tokens: bool) -> float | None:
+        if tokens:
+            return None
+        _, stft_hop, _ = _stft_sizes(params)
+        return _patch_sizes(params)[1] * stft_hop / params["sample_rate"]
+
     def model_input(self, batch: np.ndarray, layout: str) -> np.ndarray:
         return np.ascontiguousarray(batch[:, None])

@@ -14,6 +14,16 @@ _LABEL_NAMES = {0: "normal", 1: "anomaly", None: "unknown"}
 
 
 @dataclass
+class FrameTrace:
+    """The per-frame scores of one clip, on the clip scores' scale, with each frame's start time."""
+
+    path: str
+    scores: np.ndarray  # one per frame; NaN for a padding frame
+    starts: np.ndarray | None  # seconds from the clip's start; None when the frame hop is unknown
+    label: int | None = None  # 1 anomaly, 0 normal, None unknown
+
+
+@dataclass
 class MachineReport:
     """The test scores of one machine type and what is known about each clip."""
 
@@ -25,6 +35,7 @@ class MachineReport:
     metrics: dict  # auc, pauc, auc_source, auc_target, hmean (values may be None)
     threshold: float | None = None  # decision threshold on the same score scale
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    frames: list[FrameTrace] = field(default_factory=list)  # per-frame scores of the top clips
 
 
 @dataclass
@@ -58,6 +69,16 @@ def _check(m: MachineReport) -> _Checked:
         domains.append(dom or "unknown")
     if m.threshold is not None and not math.isfinite(float(m.threshold)):
         raise ValueError(f"{name}: threshold must be finite, got {m.threshold!r}")
+    for trace in m.frames:
+        values = np.asarray(trace.scores, dtype=np.float64)
+        if values.ndim != 1 or np.isinf(values).any():
+            raise ValueError(
+                f"{name}: frame scores of {trace.path} must be one finite (or NaN) value a frame"
+            )
+        if trace.starts is not None and np.shape(trace.starts) != values.shape:
+            raise ValueError(
+                f"{name}: {trace.path} has {values.size} frame scores but {np.size(trace.starts)} starts"
+            )
     return _Checked(m, scores, labels, domains)
 
 

@@ -1,4 +1,5 @@
-"""The report's figures, drawn with matplotlib and returned as inline SVG: ROC curves and score histograms."""
+"""The report's figures, drawn with matplotlib and returned as inline SVG: ROC curves, score histograms and,
+for frame detectors, the score over time of the highest-scoring clips."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from frozenasd.metrics import MAX_FPR
-from frozenasd.report.model import _LABEL_NAMES, _Checked
+from frozenasd.report.model import _LABEL_NAMES, FrameTrace, _Checked
 from frozenasd.report.page import _esc
 
 MAX_BINS = 50
@@ -128,3 +129,25 @@ def _histogram_svg(c: _Checked) -> str:
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return _svg(fig, "score histogram")
+
+
+def _frames_svg(traces: list[FrameTrace], threshold: float | None) -> str:
+    """Per-frame scores over time of a few clips (one line each), with the clip-level threshold."""
+    from pathlib import PurePath
+
+    fig, ax = _new_figure()
+    timed = all(t.starts is not None for t in traces)
+    for rank, trace in enumerate(traces, start=1):
+        x = trace.starts if timed else np.arange(len(trace.scores))
+        label = _LABEL_NAMES[trace.label]
+        name = PurePath(trace.path).name
+        short = name if len(name) <= 44 else "…" + name[-43:]  # the end tells clips apart
+        ax.plot(x, trace.scores, lw=1.2, label=f"{rank}. {short} ({label})")
+    if threshold is not None:
+        ax.axhline(float(threshold), color="#2ca02c", lw=1.5, ls="--", label="decision threshold")
+    ax.set_xlabel("time in the clip (s)" if timed else "frame")
+    ax.set_ylabel("frame score")
+    ax.set_title("Frame scores of the highest-scoring clips", fontsize=11)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=1, fontsize=7.5, frameon=False)
+    return _svg(fig, "frame scores over time")

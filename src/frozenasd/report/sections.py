@@ -25,7 +25,7 @@ from frozenasd.report.model import (
     _no_labels,
 )
 from frozenasd.report.page import _esc, _num, _pct
-from frozenasd.report.plots import _histogram_svg, _roc_svg
+from frozenasd.report.plots import _frames_svg, _histogram_svg, _roc_svg
 
 
 def _safe_component(name: str, fallback: str) -> str:
@@ -206,6 +206,13 @@ def _machine_section(
             f"<figure>{_histogram_svg(c)}<figcaption>Anomaly scores of the test clips by label and "
             "domain, on shared bins.</figcaption></figure>"
         )
+        if c.report.frames:
+            plots.append(
+                f'<figure class="frames">{_frames_svg(c.report.frames, c.report.threshold)}<figcaption>'
+                "When in the clip: the score of each frame of the highest-scoring clips (a clip's score "
+                "is its highest frame score, or the mean of its highest ones); every frame's score is in "
+                "frame_scores.csv.</figcaption></figure>"
+            )
         parts.append(f'<div class="plots">{"".join(plots)}</div>')
         parts.append(_top_clips(c, top_k, audio_root, url_root, folder))
     parts.append(_skipped(c))
