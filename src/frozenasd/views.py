@@ -54,10 +54,10 @@ PRESETS: dict[str, Preset] = {
         "larger z-score",
     ),
     "spectral": Preset(
-        (Branch("logmel", "max", "mahalanobis"), Branch("logmel", "quantiles", "mahalanobis")),
+        (Branch("logmel", "max", "mahalanobis", "rms"), Branch("logmel", "quantiles", "mahalanobis")),
         "max",
-        "no pre-trained model: log-mel bands max-pooled, and their median, 90th percentile and "
-        "maximum over time, each with Mahalanobis; the larger z-score",
+        "no pre-trained model: log-mel bands max-pooled (RMS-normalised clips), and their median, "
+        "90th percentile and maximum over time, each with Mahalanobis; the larger z-score",
     ),
     "robust-yamnet": Preset(
         (Branch("logmel", "max", "mahalanobis", "rms"), Branch("yamnet", "mean", "mahalanobis", "peak")),
