@@ -10,22 +10,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from frozenasd.cli import add_run_options, print_summary, settings_from
+from frozenasd.cli import HelpFormatter, add_aliases, add_run_options, examples, print_summary, settings_from
 from frozenasd.errors import FrozenASDError
 from frozenasd.run import run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "python main.py --data dataset --machine fan --model eat_base_export.onnx --out results_fan"
+        ),
     )
     parser.add_argument("--data", default="dataset", help="dataset root (default: dataset)")
     parser.add_argument("--machine", default="fan", help="machine type (default: fan)")
     parser.add_argument(
         "--model", default="eat_base_export.onnx", help="exported encoder (default: eat_base_export.onnx)"
     )
-    parser.add_argument("--out", default=None, help="output folder (default: results_<machine>)")
+    parser.add_argument("-o", "--out", default=None, help="output folder (default: results_<machine>)")
     add_run_options(parser)
+    add_aliases(parser)
     args = parser.parse_args(argv)
     out_dir = Path(args.out or f"results_{args.machine}")
     try:

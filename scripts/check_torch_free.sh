@@ -23,7 +23,7 @@ fi
 # `default` is the demo as `make demo` runs it: the default fusion of views (log-mel and aiSFX).
 for backbone in default aisfx yamnet; do
   mkdir "$work/demo-$backbone"
-  option=(--backbone "$backbone")
+  option=(--model "$backbone")
   [ "$backbone" = default ] && option=()
   (cd "$work/demo-$backbone" && "$bin/frozenasd" demo --quick "${option[@]}" >log.txt 2>&1) || {
     cat "$work/demo-$backbone/log.txt" >&2

@@ -594,7 +594,7 @@ def test_datasets_table_lists_names_and_records() -> None:
 
 
 def test_command_line_downloads_into_the_layout_main_reads(zenodo: FakeZenodo, tmp_path: Path) -> None:
-    """`frozenasd download dcase2024-dev --machines fan bearing` writes ./dataset, as main.py expects."""
+    """`frozenasd download dcase2024-dev --machines fan bearing` (old --machine) writes ./dataset."""
     serve_dataset(zenodo, "dcase2024-dev", machines=["fan", "bearing"])
     env = {**os.environ, BASE_URL_ENV: zenodo.base_url}
     result = subprocess.run(
@@ -626,4 +626,5 @@ def test_command_line_downloads_into_the_layout_main_reads(zenodo: FakeZenodo, t
         text=True,
         timeout=120,
     )
-    assert wrong.returncode == 2 and "--machines applies to data sets" in wrong.stderr
+    # --machines is the old spelling of --machine: accepted, and the error names the current one
+    assert wrong.returncode == 2 and "--machine applies to data sets" in wrong.stderr

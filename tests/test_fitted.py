@@ -104,8 +104,8 @@ def test_fit_and_score_from_the_command_line(tiny_dataset, patch_encoder, tmp_pa
     assert fitted.returncode == 0, fitted.stderr
     clip = sorted((tiny_dataset / "fan" / "test").glob("*anomaly_0000*"))[0]
     scored = cli("score", str(clip), "--fitted", "fan.npz", "--model", str(patch_encoder), "--csv", "s.csv")
-    assert scored.returncode == 0, scored.stderr
-    assert clip.name in scored.stdout and "threshold" in scored.stdout
+    assert scored.returncode == 1, scored.stderr  # 1: a recording is anomalous (0: all normal)
+    assert clip.name in scored.stdout and "ANOMALY" in scored.stdout and "threshold" in scored.stdout
     assert (tmp_path / "s.csv").read_text().splitlines()[0] == "path,score,anomalous"
 
 

@@ -258,10 +258,12 @@ def test_score_refuses_a_fusion_whose_branch_encoder_changed(tiny_dataset, patch
 
 
 def cli(*args, cwd, ok=True):
+    """Run the command; ``ok``: it exits 0 (``None``: any status, the caller checks)."""
     done = subprocess.run(
         [sys.executable, "-m", "frozenasd", *args], capture_output=True, text=True, cwd=cwd, timeout=600
     )
-    assert (done.returncode == 0) == ok, done.stderr
+    if ok is not None:
+        assert (done.returncode == 0) == ok, done.stderr
     return done
 
 
@@ -278,7 +280,8 @@ def test_run_fit_and_score_a_fusion_on_the_command_line(tiny_dataset, patch_enco
     cli("fit", "--data", str(tiny_dataset), "--machine", "fan", "--fuse", fuse, "-o", "fan.npz",
         "--no-progress", cwd=tmp_path)  # fmt: skip
     done = cli("score", str(tiny_dataset / "fan" / "test"), "--fitted", "fan.npz", "--csv", "s.csv",
-               "--no-progress", cwd=tmp_path)  # fmt: skip
+               "--no-progress", cwd=tmp_path, ok=None)  # fmt: skip
+    assert done.returncode == 1 and "ANOMALY" in done.stdout, done.stderr  # the test folder's anomalies
     assert "threshold" in done.stdout and (tmp_path / "s.csv").read_text().startswith("path,score,anomalous")
 
 

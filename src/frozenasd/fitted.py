@@ -212,6 +212,7 @@ def score_files(
             )
         settings = RunSettings(
             model_path=Path(encoder),
+            detector=str(info.get("detector", "kmeansNN")),  # its pooling (frames) must suit it
             target_frames=info.get("target_frames"),
             output=info.get("output"),
             pooling=pooling,

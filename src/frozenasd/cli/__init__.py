@@ -12,15 +12,33 @@ from collections.abc import Sequence
 from frozenasd import __version__
 from frozenasd.cli import resources, scoring
 from frozenasd.cli.options import add_run_options, print_summary, settings_from
+from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
 
-__all__ = ["add_run_options", "build_parser", "main", "print_summary", "settings_from"]
+__all__ = [
+    "HelpFormatter",
+    "add_aliases",
+    "add_run_options",
+    "build_parser",
+    "examples",
+    "main",
+    "print_summary",
+    "settings_from",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="frozenasd",
-        description="Anomalous-sound detection with a frozen pre-trained audio encoder.",
+        description="Anomalous-sound detection with a frozen pre-trained audio encoder. "
+        "`frozenasd COMMAND --help` describes a command and ends with an example.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "frozenasd demo --quick",
+            "frozenasd run --data dataset --out results",
+            "frozenasd fit --data dataset --machine fan --out fan.npz",
+            "frozenasd score new_recordings/ --fitted fan.npz",
+        ),
     )
     parser.add_argument("--version", action="version", version=f"frozenasd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
 
 
@@ -13,7 +14,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     written = synthesize(
         args.out,
-        args.machines,
+        args.machine,
         seed=args.seed,
         n_train_source=args.train_source,
         n_train_target=args.train_target,
@@ -37,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = export_onnx(
         args.checkpoint,
-        args.output,
+        args.out,
         use_ema=args.ema,
         opset=args.opset,
         layers=tuple(args.layers or ()),
@@ -59,12 +60,12 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(format_datasets_table(), end="")
         return 0
     if args.name in VARIANTS:
-        if args.machines:
-            raise FrozenASDError(f"--machines applies to data sets, not to the model {args.name!r}")
-        out = download_and_export(args.name, args.output, use_ema=args.ema)
+        if args.machine:
+            raise FrozenASDError(f"--machine applies to data sets, not to the model {args.name!r}")
+        out = download_and_export(args.name, args.out, use_ema=args.ema)
     elif args.name in DATASETS:
         out = download_dataset(
-            args.name, args.output or "dataset", machines=args.machines, progress=not args.no_progress
+            args.name, args.out or "dataset", machines=args.machine, progress=not args.no_progress
         )
         print(f"written {out}\nnext: frozenasd run --data {out} --model eat-base --out results")
         return 0
@@ -76,7 +77,12 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backbones", help="list the encoders frozenasd knows and whether each is ready here")
+    p = sub.add_parser(
+        "backbones",
+        help="list the encoders frozenasd knows and whether each is ready here",
+        formatter_class=HelpFormatter,
+        epilog=examples("frozenasd backbones"),
+    )
     p.set_defaults(func=cmd_backbones)
 
     from frozenasd.encoders.eat_export.download import MANUAL_DOWNLOAD_HELP
@@ -85,11 +91,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export an EAT checkpoint (fairseq .pt or Hugging Face port) to ONNX",
         description=MANUAL_DOWNLOAD_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
+        epilog=examples("frozenasd export model_weights/EAT-base_epoch30_pt.pt --out eat_base_export.onnx"),
     )
     p.add_argument("checkpoint", help=".pt, model.safetensors, pytorch_model.bin, or a folder holding one")
     p.add_argument(
-        "-o", "--output", default="eat_base_export.onnx", help="ONNX file (default: eat_base_export.onnx)"
+        "-o", "--out", default="eat_base_export.onnx", help="ONNX file (default: eat_base_export.onnx)"
     )
     p.add_argument(
         "--ema", action="store_true", help="take the EMA teacher's weights instead of the student's"
@@ -108,37 +115,49 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="write attention as standard ONNX operators, for runtimes other than ONNX Runtime "
         "(default: ONNX Runtime's fused MultiHeadAttention, about 5 %% faster)",
     )
+    add_aliases(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "download",
         help="download a published EAT model (and export it) or an official DCASE data set",
         description="`frozenasd download eat-base` fetches the Hugging Face port of EAT, checks it and "
-        "exports it to ONNX. `frozenasd download dcase2024-dev --machines fan bearing` fetches DCASE "
+        "exports it to ONNX. `frozenasd download dcase2024-dev --machine fan bearing` fetches DCASE "
         "archives from Zenodo (md5-checked, resumable, extracted safely) into the DCASE layout. "
         "`--list` names everything that can be downloaded.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "frozenasd download eat-base --out eat_base_export.onnx",
+            "frozenasd download dcase2024-dev --machine fan bearing --out dataset",
+        ),
     )
     p.add_argument(
         "name", nargs="?", default=None, help="a model (eat-base, ...) or a data set (dcase2024-dev, ...)"
     )
     p.add_argument(
         "-o",
-        "--output",
+        "--out",
         default=None,
         help="model: ONNX file (default: <name>.onnx); data set: folder (default: dataset)",
     )
-    p.add_argument("--machines", nargs="+", default=None, help="data set: machine types (default: all)")
+    p.add_argument("--machine", nargs="+", default=None, help="data set: machine types (default: all)")
     p.add_argument("--ema", action="store_true", help="model: take the EMA teacher's weights where present")
     p.add_argument("--list", action="store_true", help="list the models and data sets")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_aliases(p)
     p.set_defaults(func=cmd_download)
 
     from frozenasd.synth import MACHINES
 
-    p = sub.add_parser("synth", help="write synthetic machine sounds in the DCASE layout")
-    p.add_argument("--out", required=True, help="dataset root to write: <out>/<machine>/{train,test}/")
+    p = sub.add_parser(
+        "synth",
+        help="write synthetic machine sounds in the DCASE layout",
+        formatter_class=HelpFormatter,
+        epilog=examples("frozenasd synth --out synthetic --machine fan bearing valve"),
+    )
+    p.add_argument("-o", "--out", required=True, help="dataset root to write: <out>/<machine>/{train,test}/")
     p.add_argument(
-        "--machines",
+        "--machine",
         nargs="+",
         default=list(MACHINES),
         choices=MACHINES,
@@ -157,4 +176,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--duration", type=float, default=10.0, help="clip length in seconds (default: 10)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_aliases(p)
     p.set_defaults(func=cmd_synth)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from frozenasd.cli.options import (
@@ -13,12 +14,22 @@ from frozenasd.cli.options import (
     print_summary,
     settings_from,
 )
+from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
 
 SINGLE_VIEW_HELP = (
     ": one view, with --detector, --pooling and --normalise; without it, a fusion of views "
     "(--preset, --fuse; default: the robust preset)"
 )
+
+# `frozenasd score`'s exit status, for cron jobs and CI steps that alert on it (2: as `main` returns
+# for every error)
+SCORE_NORMAL, SCORE_ANOMALOUS, SCORE_ERROR = 0, 1, 2
+SCORE_EXIT_HELP = f"""\
+exit status:
+  {SCORE_NORMAL}  every recording scored is normal (skipped recordings do not count; they are listed)
+  {SCORE_ANOMALOUS}  at least one recording is anomalous: its score is above the fitted threshold
+  {SCORE_ERROR}  an error (bad options, a missing or broken fitted file, another encoder): nothing scored"""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from frozenasd.evaluate import evaluate_submission, format_table, write_json
 
-    result = evaluate_submission(args.results, args.ground_truth, args.dataset)
+    result = evaluate_submission(args.results, args.ground_truth, args.data)
     print(format_table(result), end="")
     if args.json:
         write_json(result, args.json)
@@ -56,14 +67,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         files = audio_files(args.inputs)
         if not files:
             raise FrozenASDError(f"no audio file found in {', '.join(args.inputs)}")
-        info = fit_files(files, settings_from(args), args.output, args.machine or "recordings")
+        info = fit_files(files, settings_from(args), args.out, args.machine or "recordings")
     elif args.data and args.machine:
-        info = fit_machine(args.data, args.machine, settings_from(args), args.output)
+        info = fit_machine(args.data, args.machine, settings_from(args), args.out)
     else:
         raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
     print(
         f"fitted {info['detector']} on {info['n_train']} {info['machine']} clips; threshold "
-        f"{info['threshold']:.6f}; saved to {args.output}"
+        f"{info['threshold']:.6f}; saved to {args.out}"
     )
     return 0
 
@@ -72,6 +83,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from frozenasd.backbones import resolve_model
     from frozenasd.fitted import audio_files, score_files
     from frozenasd.outputs import printable, write_csv_rows
+    from frozenasd.score_record import STDOUT, score_record, write_score_json
 
     result = score_files(
         args.fitted,
@@ -92,24 +104,33 @@ def cmd_score(args: argparse.Namespace) -> int:
         from frozenasd.frames import write_frame_scores
 
         write_frame_scores(args.frames, result.paths, result.frames, result.frame_hop)
-    for path, score, decision in rows:
-        print(f"{score}  {'ANOMALY' if decision else 'normal '}  {printable(path)}")
+    if args.json:
+        write_score_json(score_record(result, args.fitted), args.json)
+    if args.json != STDOUT:  # with the JSON on stdout, the table stays out of it
+        for path, score, decision in rows:
+            print(f"{score}  {'ANOMALY' if decision else 'normal '}  {printable(path)}")
+    n_anomalous = sum(r[2] for r in rows)
     print(
-        f"threshold {result.threshold:.6f}; {sum(r[2] for r in rows)} of {len(rows)} above it; "
-        f"{len(result.skipped)} skipped"
+        f"threshold {result.threshold:.6f}; {n_anomalous} of {len(rows)} above it; "
+        f"{len(result.skipped)} skipped",
+        file=sys.stderr if args.json == STDOUT else sys.stdout,
     )
-    return 0
+    return SCORE_ANOMALOUS if n_anomalous else SCORE_NORMAL
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from frozenasd.demo import QUICK, run_demo
 
+    if args.detector is not None and args.model is None:
+        raise FrozenASDError("--detector shapes one model's view: give --model too")
+    if args.model is not None and args.preset is not None:
+        raise FrozenASDError("give --model (one view) or --preset (a fusion of views), not both")
     result = run_demo(
         args.out,
-        backbone=args.backbone,
+        backbone=args.model,
         detector=args.detector,
         preset=args.preset,
-        machines=args.machines,
+        machines=args.machine,
         data=QUICK if args.quick else None,
         num_threads=args.threads,
         progress=not args.no_progress,
@@ -132,7 +153,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from frozenasd.pipeline import DETECTORS
     from frozenasd.views import PRESETS
 
-    p = sub.add_parser("run", help="fit on normal training clips and score the test clips of each machine")
+    p = sub.add_parser(
+        "run",
+        help="fit on normal training clips and score the test clips of each machine",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "frozenasd run --data dataset --out results",
+            "frozenasd run --data dataset --machine fan valve --model aisfx --out results",
+        ),
+    )
     p.add_argument("--data", required=True, help="dataset root: <data>/<machine>/{train,test}/*.wav")
     p.add_argument(
         "--machine",
@@ -141,26 +170,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="machine types to run (default: every machine folder under --data)",
     )
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
-    p.add_argument("--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
+    p.add_argument("-o", "--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
     add_run_options(p)
     add_fusion_options(p)
+    add_aliases(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "demo", help="the offline demo: synthetic machine sounds, a packaged pre-trained model"
+        "demo",
+        help="the offline demo: synthetic machine sounds, a packaged pre-trained model",
+        formatter_class=HelpFormatter,
+        epilog=examples("frozenasd demo --quick", "frozenasd demo --model yamnet --detector domain-banks"),
     )
-    p.add_argument("--out", default="demo", help="folder for the data and the results (default: demo)")
+    p.add_argument("-o", "--out", default="demo", help="folder for the data and the results (default: demo)")
     p.add_argument(
-        "--backbone",
+        "--model",
         default=None,
-        help="one packaged backbone's view (aisfx, yamnet, or logmel: no model; see `backbones`) "
+        help="one packaged model's view (aisfx, yamnet, or logmel: no model; see `backbones`) "
         "instead of the default fusion of views",
     )
     p.add_argument(
         "--detector",
         default=None,
         choices=sorted(DETECTORS),
-        help="anomaly detector of --backbone's view (default: kmeansNN)",
+        help="anomaly detector of --model's view (default: kmeansNN)",
     )
     p.add_argument(
         "--preset",
@@ -168,7 +201,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         choices=sorted(PRESETS),
         help="the fusion of views to run (default: run's, robust; spectral when aiSFX is missing)",
     )
-    p.add_argument("--machines", nargs="+", default=None, help="demo machines (default: all)")
+    p.add_argument("--machine", nargs="+", default=None, help="demo machines (default: all)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -176,9 +209,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_aliases(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("evaluate", help="DCASE metrics and official score of a folder of submission files")
+    p = sub.add_parser(
+        "evaluate",
+        help="DCASE metrics and official score of a folder of submission files",
+        formatter_class=HelpFormatter,
+        epilog=examples("frozenasd evaluate results --data dataset --json results/eval.json"),
+    )
     p.add_argument("results", help="folder with anomaly_score_*.csv and decision_result_*.csv files")
     p.add_argument(
         "--ground-truth",
@@ -187,11 +226,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "ground_truth_attributes/) for evaluation sets; default: labels from dev file names",
     )
     p.add_argument(
-        "--dataset",
+        "--data",
         default=None,
         help="dataset root: check that each score file lists exactly that machine's test clips",
     )
     p.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    add_aliases(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -199,6 +239,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="fit a detector on one machine's normal clips and save it (no pickle)",
         description="Fit on normal recordings given as files and folders (searched recursively), or on "
         "a DCASE layout's training clips with --data ROOT --machine M.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "frozenasd fit --data dataset --machine fan --out fan.npz",
+            "frozenasd fit my_pump_normals/ --model aisfx --out pump.npz",
+        ),
     )
     p.add_argument("inputs", nargs="*", help="normal recordings: audio files and/or folders")
     p.add_argument("--data", default=None, help="dataset root: <data>/<machine>/train/*.wav")
@@ -208,12 +253,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="machine type to fit (with --data); with recordings, a name to record (default: recordings)",
     )
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
-    p.add_argument("-o", "--output", required=True, help="file to write (.npz)")
+    p.add_argument("-o", "--out", required=True, help="file to write (.npz)")
     add_run_options(p)
     add_fusion_options(p)
+    add_aliases(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("score", help="score new recordings with a model saved by `frozenasd fit`")
+    p = sub.add_parser(
+        "score",
+        help="score new recordings with a model saved by `frozenasd fit`",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "frozenasd score new_recordings/ --fitted fan.npz --json scores.json",
+            "frozenasd score new_recordings/ --fitted fan.npz --json - --no-progress | jq .n_anomalous",
+            before=SCORE_EXIT_HELP,
+        ),
+    )
     p.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("--fitted", required=True, help="the file written by `frozenasd fit`")
     p.add_argument(
@@ -224,6 +279,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--csv", default=None, help="also write path,score,anomalous rows to this file")
     p.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write every clip's path, score and decision (anomalous: true/false), the threshold "
+        "and the skipped clips with their reasons as JSON to FILE; - writes it to stdout instead of the "
+        "table (the summary line goes to stderr)",
+    )
+    p.add_argument(
         "--frames",
         default=None,
         help="also write path,frame,start_s,score rows, every frame of every clip scored, to this file "
@@ -232,4 +295,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_aliases(p)
     p.set_defaults(func=cmd_score)
