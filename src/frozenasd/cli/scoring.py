@@ -9,6 +9,7 @@ from frozenasd.cli.options import (
     MODEL_HELP,
     add_fusion_options,
     add_run_options,
+    add_threshold_options,
     positive_int,
     print_summary,
     settings_from,
@@ -61,27 +62,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
         info = fit_machine(args.data, args.machine, settings_from(args), args.output)
     else:
         raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
+    rule = info["threshold_rule"]
+    how = "fixed" if "fixed" in rule else f"percentile {rule['percentile']:g} of the gamma fit"
     print(
         f"fitted {info['detector']} on {info['n_train']} {info['machine']} clips; threshold "
-        f"{info['threshold']:.6f}; saved to {args.output}"
+        f"{info['threshold']:.6f} ({how}); saved to {args.output}"
     )
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from frozenasd.backbones import resolve_model
-    from frozenasd.fitted import audio_files, score_files
     from frozenasd.outputs import printable, write_csv_rows
+    from frozenasd.scoring import ScoringModel
 
-    result = score_files(
-        args.fitted,
-        None if args.model is None else resolve_model(args.model),
-        audio_files(args.inputs),
-        batch_size=args.batch_size,
-        num_threads=args.threads,
-        progress=not args.no_progress,
-        frames=bool(args.frames),
-    )
+    model = ScoringModel.load(args.fitted, args.model, batch_size=args.batch_size, num_threads=args.threads)
+    result = model.score(args.inputs, frames=bool(args.frames), progress=not args.no_progress)
     rows = [
         (str(p), f"{s:.6f}", int(d))
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
@@ -143,6 +138,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument("--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
     add_run_options(p)
+    add_threshold_options(p)
     add_fusion_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -210,6 +206,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument("-o", "--output", required=True, help="file to write (.npz)")
     add_run_options(p)
+    add_threshold_options(p)
     add_fusion_options(p)
     p.set_defaults(func=cmd_fit)
 
