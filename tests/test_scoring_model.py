@@ -329,3 +329,36 @@ def test_the_seed_names_come_from_the_package():
         is outputs.compute_and_save_metrics
     )
     assert compat.get_deep_feat_cls_eat_all_model is pipeline.get_deep_feat_cls_eat_all_model
+
+
+def readme_python_example() -> str:
+    """The code block of the README's "Python API" section, as written."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_python_example_runs_as_written_from_an_empty_folder(patch_encoder, tmp_path):
+    """The example runs in a folder holding only what it names: dataset/ and eat_base_export.onnx."""
+    import os
+    import shutil
+
+    from conftest import write_tiny_dataset
+
+    write_tiny_dataset(tmp_path / "dataset")
+    for broken in (tmp_path / "dataset").rglob("*9999*"):
+        broken.unlink()  # the seed's pipeline fits every waveform it is given
+    shutil.copy(patch_encoder, tmp_path / "eat_base_export.onnx")  # the seed's EAT interface, tiny
+    (tmp_path / "example.py").write_text(readme_python_example(), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(frozenasd.__file__).parents[1])}  # the package, not the repo
+    run = [sys.executable, "example.py"]
+    done = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(("ANOMALY" in line or "normal" in line) for line in lines) == 40
+    assert (tmp_path / "fan.npz").is_file() and (tmp_path / "results_fan" / "metrics.txt").is_file()
+    assert pipeline_info(tmp_path / "fan.npz")["threshold_rule"] == {"percentile": 95.0}
+    # the folder is not the repository: the root scripts are not importable from it
+    seed = subprocess.run([sys.executable, "-c", "import load_dataset"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert seed.returncode != 0 and "No module named 'load_dataset'" in seed.stderr
