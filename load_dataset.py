@@ -1,75 +1,18 @@
 """Load a DCASE Task 2 dataset folder into memory: ``data[machine]["train"|"test"]``.
 
-Thin layer over :mod:`frozenasd.dcase` (layout) and :mod:`frozenasd.audio` (decoding).
+The seed's script, kept for ``from load_dataset import load_data`` at the repository root; the code
+lives in :mod:`frozenasd.compat` (``from frozenasd.compat import load_data`` works from any folder).
 Run ``python load_dataset.py [root]`` to print the clip counts per machine and split.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
-import numpy as np
+from frozenasd.compat import SPLITS, Dataset, load_data, logger
+from frozenasd.compat import count_clips as main
 
-from frozenasd.audio import load_audio
-from frozenasd.dcase import discover_machines, list_clips
-from frozenasd.errors import AudioError, LayoutError
-
-logger = logging.getLogger("load_dataset")
-
-SPLITS = ("train", "test")
-
-Dataset = dict[str, dict[str, list[tuple[str, "np.ndarray | None"]]]]
-
-
-def _load_split(
-    root: str | os.PathLike[str], machine: str, split: str
-) -> list[tuple[str, np.ndarray | None]]:
-    try:
-        clips = list_clips(root, machine, split)
-    except LayoutError:
-        return []  # a machine may have only one of the two folders (e.g. an evaluation train set)
-    items: list[tuple[str, np.ndarray | None]] = []
-    for clip in clips:
-        try:
-            waveform: np.ndarray | None = load_audio(clip.path)
-        except AudioError as exc:
-            # The message already names the file; one broken clip must not sink the whole load.
-            logger.warning("unreadable clip, waveform set to None: %s", exc)
-            waveform = None
-        items.append((str(clip.path), waveform))
-    return items
-
-
-def load_data(root: str | os.PathLike[str]) -> Dataset:
-    """Every clip under ``root`` as ``data[machine][split] = [(path, waveform | None), ...]``.
-
-    Waveforms are 16 kHz mono float32 with the DC offset removed; a clip that cannot be read gets
-    ``None`` and a warning (logged to stderr when logging is not configured). Raises LayoutError when
-    ``root`` is not a DCASE dataset folder.
-    """
-    return {
-        machine: {split: _load_split(root, machine, split) for split in SPLITS}
-        for machine in discover_machines(root)
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    root = args[0] if args else "./dataset"
-    try:
-        data = load_data(root)
-    except LayoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for machine, splits in data.items():
-        for split, items in splits.items():
-            broken = sum(waveform is None for _, waveform in items)
-            suffix = f" ({broken} unreadable)" if broken else ""
-            print(f"{machine}\t{split}\t{len(items)} clips{suffix}")
-    return 0
-
+__all__ = ["SPLITS", "Dataset", "load_data", "logger", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

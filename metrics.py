@@ -1,10 +1,11 @@
 """Compatibility shim: keeps ``from metrics import compute_and_save_metrics`` working from the repo root.
 
-The implementation lives in :mod:`frozenasd.outputs`.
+The implementation lives in :mod:`frozenasd.outputs`; from any folder, import it from
+:mod:`frozenasd.compat`.
 """
 
 from __future__ import annotations
 
-from frozenasd.outputs import compute_and_save_metrics
+from frozenasd.compat import compute_and_save_metrics
 
 __all__ = ["compute_and_save_metrics"]

@@ -242,6 +242,14 @@ def test_score_errors_exit_2_and_write_no_json(fitted, tiny_dataset, patch_encod
     assert "folder.json: cannot write the JSON scores" in capsys.readouterr().err
 
 
+def test_score_exits_2_when_no_recording_given_could_be_scored(fitted, patch_encoder, tmp_path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"not audio")
+    (tmp_path / "b.wav").write_bytes(b"RIFF")
+    assert score(fitted, patch_encoder, str(tmp_path / "a.wav"), str(tmp_path / "b.wav")) == 2
+    err = capsys.readouterr().err
+    assert "a.wav" in err and "b.wav" in err and "no recording could be scored" in err
+
+
 def test_score_help_documents_the_exit_status():
     text = subcommands(build_parser())["score"].format_help()
     status = text[text.index("exit status:") :].splitlines()[1:4]

@@ -250,3 +250,26 @@ def test_gamma_threshold_falls_back_to_empirical_quantile(monkeypatch):
         thr = gamma_threshold(x, 0.9)
     assert thr == pytest.approx(np.quantile(x, 0.9))
     assert any(issubclass(w.category, RuntimeWarning) for w in caught)
+
+
+def test_the_decision_threshold_is_a_percentile_or_a_fixed_score():
+    from frozenasd.metrics import DEFAULT_PERCENTILE, check_threshold_choice, decision_threshold
+
+    x = np.random.default_rng(0).gamma(2.0, 1.0, 500)
+    assert DEFAULT_PERCENTILE == 90.0
+    assert decision_threshold(x) == gamma_threshold(x, 0.9)
+    assert decision_threshold(x, percentile=50) == gamma_threshold(x, 0.5)
+    assert decision_threshold(x, fixed=3) == 3.0
+    assert decision_threshold([1.0, 1.0], fixed=0.5) == 0.5  # no gamma fit, so constant scores are fine
+    check_threshold_choice(np.float32(12.5), None)
+    for percentile, fixed, message in [
+        (90, 0.5, "not both"),
+        (0, None, "between 0 and 100"),
+        (100.0, None, "between 0 and 100"),
+        (float("nan"), None, "between 0 and 100"),
+        ("90", None, "between 0 and 100"),
+        (None, float("-inf"), "finite number"),
+        (None, False, "finite number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_threshold_choice(percentile, fixed)

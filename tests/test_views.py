@@ -251,10 +251,10 @@ def test_fitted_file_with_unknown_embedding_settings_is_named(tiny_dataset, tmp_
         model_path=prepare("logmel"), detector="mahalanobis", progress=False, cache_dir=None
     )
     fit_machine(tiny_dataset, "fan", settings, tmp_path / "fan.npz")
-    import frozenasd.fitted as fitted
+    import frozenasd.scoring as scoring
 
-    real = fitted.pipeline_info
-    monkeypatch.setattr(fitted, "pipeline_info", lambda p: {**real(p), "normalise": "loudest"})
+    real = scoring.pipeline_info
+    monkeypatch.setattr(scoring, "pipeline_info", lambda p: {**real(p), "normalise": "loudest"})
     with pytest.raises(Exception, match=r"fan\.npz: the saved embedding settings .*'loudest'"):
         score_files(tmp_path / "fan.npz", prepare("logmel"), audio_files([tiny_dataset / "fan" / "test"]))
 

@@ -17,3 +17,7 @@ class LayoutError(FrozenASDError):
 
 class ModelError(FrozenASDError):
     """A model file (ONNX or checkpoint) is missing, unreadable or does not fit."""
+
+
+class SettingsError(FrozenASDError, ValueError):
+    """Settings that do not go together or are out of range (e.g. two threshold choices)."""

@@ -226,3 +226,34 @@ def gamma_threshold(train_scores: Any, percentile: float = 0.9) -> float:
         )
         threshold = float(np.quantile(x, percentile))
     return threshold
+
+
+DEFAULT_PERCENTILE = 90.0  # DCASE's baseline: the 90th percentile of the gamma fit
+
+
+def check_threshold_choice(percentile: float | None, fixed: float | None) -> None:
+    """A decision threshold is a percentile in (0, 100) or a finite fixed score, never both.
+
+    Raises ValueError saying what is wrong (``None`` for both means the default percentile).
+    """
+    if percentile is not None and fixed is not None:
+        raise ValueError("give a threshold percentile or a fixed threshold, not both")
+
+    def number(x: object) -> bool:
+        return not isinstance(x, bool) and isinstance(x, int | float | np.integer | np.floating)
+
+    if percentile is not None and not (number(percentile) and 0 < percentile < 100):
+        raise ValueError(f"threshold percentile must be a number between 0 and 100, got {percentile!r}")
+    if fixed is not None and not (number(fixed) and np.isfinite(fixed)):
+        raise ValueError(f"threshold must be a finite number, got {fixed!r}")
+
+
+def decision_threshold(
+    train_scores: Any, percentile: float | None = None, fixed: float | None = None
+) -> float:
+    """The decision threshold chosen: ``fixed`` as it is, else the gamma threshold of ``train_scores``
+    at ``percentile`` percent (default ``DEFAULT_PERCENTILE``)."""
+    check_threshold_choice(percentile, fixed)
+    if fixed is not None:
+        return float(fixed)
+    return gamma_threshold(train_scores, (DEFAULT_PERCENTILE if percentile is None else percentile) / 100)

@@ -25,10 +25,10 @@ from frozenasd.dcase import Clip, discover_machines, list_clips
 from frozenasd.detectors import FusionDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import pad_rows
-from frozenasd.errors import FrozenASDError, LayoutError, ModelError
+from frozenasd.errors import FrozenASDError, LayoutError, ModelError, SettingsError
 from frozenasd.evaluate import format_table
 from frozenasd.frames import FRAME_SCORES_CSV, detector_params, record_top_frames, resolve_pooling
-from frozenasd.metrics import gamma_threshold, official_score
+from frozenasd.metrics import DEFAULT_PERCENTILE, check_threshold_choice, decision_threshold, official_score
 from frozenasd.outputs import (
     compute_and_save_metrics,
     printable,
@@ -40,6 +40,7 @@ from frozenasd.outputs import (
 from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.report import MachineReport, write_report
 from frozenasd.views import Branch
+from frozenasd.waveforms import WaveClip, read_wave
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -71,7 +72,8 @@ def embed_clips(
 
     A bad clip is skipped and reported through ``warn``: one that cannot be read, and one the encoder
     fails on (a batch that fails is embedded again clip by clip). ``clips`` are of one machine and
-    split. Clips longer than the encoder's longest input are listed in ``cut`` and reported once.
+    split; a ``WaveClip`` is embedded from the samples it holds (and never cached). Clips longer
+    than the encoder's longest input are listed in ``cut`` and reported once.
     """
     warn = warn or (lambda message: tqdm.write(printable(message), file=sys.stderr))
     if not hasattr(extractor, "session_"):
@@ -83,6 +85,8 @@ def embed_clips(
     most_seconds = None if longest is None else longest / sample_rate + 1.0
     cut: list[Clip] = []
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
+    if any(isinstance(c, WaveClip) for c in clips):
+        cache = None  # waveforms in memory have no file to identify them by
     cached = cache.load(machine, split) if cache else {}
     found: dict[int, np.ndarray] = {}
     skipped: list[tuple[Clip, str]] = []
@@ -124,7 +128,11 @@ def embed_clips(
                         cut.append(clip)
                     bar.update()
                     continue
-                wave = load_audio(clip.path, sample_rate, min_samples=shortest, max_seconds=most_seconds)
+                limits = {"min_samples": shortest, "max_seconds": most_seconds}
+                if isinstance(clip, WaveClip):
+                    wave = read_wave(clip, sample_rate, **limits)
+                else:
+                    wave = load_audio(clip.path, sample_rate, **limits)
                 features = extractor.features(wave, sample_rate)
             except (FrozenASDError, ValueError, OSError, MemoryError) as exc:
                 if isinstance(exc, MemoryError):  # one huge file must not end the run
@@ -178,9 +186,23 @@ class RunSettings:
     branches: tuple[Branch, ...] = ()
     fusion_rule: str = "max"
     preset: str | None = None
+    threshold_percentile: float | None = None  # None: DEFAULT_PERCENTILE of the gamma fit
+    threshold: float | None = None  # a fixed decision threshold (a score), instead of the gamma fit
 
     def __post_init__(self) -> None:
         self.pooling = resolve_pooling(self.detector, self.pooling)
+        try:
+            check_threshold_choice(self.threshold_percentile, self.threshold)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    @property
+    def threshold_rule(self) -> dict[str, float]:
+        """How the decision threshold is chosen: ``{"percentile": P}`` or ``{"fixed": value}``."""
+        if self.threshold is not None:
+            return {"fixed": float(self.threshold)}
+        percentile = DEFAULT_PERCENTILE if self.threshold_percentile is None else self.threshold_percentile
+        return {"percentile": float(percentile)}
 
     def extractor(self, branch: Branch | None = None) -> ONNXFeatureExtractor:
         """The single view's extractor, or ``branch``'s (its model resolved and prepared on first use)."""
@@ -217,6 +239,9 @@ class RunSettings:
         """The settings for a run's record; a fusion's leaves out the single view's unused fields."""
         out = {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
         out["branches"] = [b.spec() for b in self.branches]
+        del out["threshold_percentile"], out["threshold"]
+        rule = self.threshold_rule  # the one in use: a fixed threshold, or the percentile (default 90)
+        out["threshold" if "fixed" in rule else "threshold_percentile"] = next(iter(rule.values()))
         unused = ("model_path", "detector", "pooling", "normalise", "output", "target_frames")
         if self.branches:
             out = {k: v for k, v in out.items() if k not in unused}
@@ -340,7 +365,8 @@ def run_machine(
     """Score one machine's test clips and write scores.csv, metrics.txt, roc.png and run.json.
 
     With ``submission_dir``, also the DCASE ``anomaly_score_*`` and ``decision_result_*`` files there;
-    the decision threshold is the 90th percentile of a gamma distribution fitted to the training scores.
+    the decision threshold is the settings' (default: the 90th percentile of a gamma distribution
+    fitted to the training scores).
     """
     views = views or Views.open(settings)
     (train, bounds), (test, _) = (
@@ -429,11 +455,13 @@ def fit_on_normals(
 ) -> tuple[Pipeline, float]:
     """The scoring pipeline fitted on the usable training clips, and its decision threshold.
 
-    The threshold is the gamma threshold of the training scores, each cross-fitted (the scaler and the
-    detector fitted without the clip; see ``ScoringPipeline``), so it comes from training clips only
-    and a normal unseen clip exceeds it about as often as the percentile says. With fusion
-    ``branches``, ``bounds`` gives each branch's columns (see ``Views.embed``). Too few clips, or a
-    detector that cannot be fitted to them, raise FrozenASDError naming ``where``.
+    The threshold is the settings' fixed one, or the gamma threshold (``threshold_percentile``, default
+    90) of the training scores, each cross-fitted (the scaler and the detector fitted without the clip;
+    see ``ScoringPipeline``), so it comes from training clips only and a normal unseen clip exceeds it
+    about as often as the percentile says. The detectors' own ``offset_`` is not used: the threshold
+    applies to the pipeline's output (after its MinMaxScaler), which is what is saved and compared.
+    With fusion ``branches``, ``bounds`` gives each branch's columns (see ``Views.embed``). Too few
+    clips, or a detector that cannot be fitted to them, raise FrozenASDError naming ``where``.
     """
     needed = max(2, settings.n_components)
     if len(train.clips) < needed:
@@ -454,7 +482,7 @@ def fit_on_normals(
     pipe = scoring_pipeline(detector)
     try:
         train_scores = pipe.fit_transform(train.embeddings, detector__domains=list(domains))[:, 0]
-        return pipe, gamma_threshold(train_scores)
+        return pipe, decision_threshold(train_scores, settings.threshold_percentile, settings.threshold)
     except ValueError as exc:  # e.g. too few target clips for a bank, identical clips
         raise FrozenASDError(f"{where}: cannot fit {settings.detector_name}: {exc}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +90,41 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="embedding cache folder (default: $FROZENASD_CACHE or ~/.cache/frozenasd)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+
+
+def percentile(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 100:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a percentile between 0 and 100, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    """``--threshold-percentile`` or ``--threshold``: how the decision threshold is chosen."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--threshold-percentile",
+        type=percentile,
+        default=None,
+        metavar="P",
+        help="decision threshold: the P-th percentile of a gamma law fitted to the cross-fitted training "
+        "scores (default: 90, as the DCASE baseline)",
+    )
+    group.add_argument(
+        "--threshold",
+        type=finite_float,
+        default=None,
+        metavar="SCORE",
+        help="decision threshold: this fixed score instead (scores map the training range to [0, 1]; "
+        "a clip above it is anomalous)",
+    )
 
 
 def add_fusion_options(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +220,8 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         normalise=args.normalise or "none",
         progress=not args.no_progress,
         cache_dir=cache_dir,
+        threshold_percentile=getattr(args, "threshold_percentile", None),
+        threshold=getattr(args, "threshold", None),
     )
 
 

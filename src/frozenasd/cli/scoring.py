@@ -10,6 +10,7 @@ from frozenasd.cli.options import (
     MODEL_HELP,
     add_fusion_options,
     add_run_options,
+    add_threshold_options,
     positive_int,
     print_summary,
     settings_from,
@@ -29,7 +30,8 @@ SCORE_EXIT_HELP = f"""\
 exit status:
   {SCORE_NORMAL}  every recording scored is normal (skipped recordings do not count; they are listed)
   {SCORE_ANOMALOUS}  at least one recording is anomalous: its score is above the fitted threshold
-  {SCORE_ERROR}  an error (bad options, a missing or broken fitted file, another encoder): nothing scored"""
+  {SCORE_ERROR}  an error (bad options, a missing or broken fitted file, another encoder), or no
+     recording given could be scored (each is listed with the reason)"""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -72,28 +74,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
         info = fit_machine(args.data, args.machine, settings_from(args), args.out)
     else:
         raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
+    rule = info["threshold_rule"]
+    how = "fixed" if "fixed" in rule else f"percentile {rule['percentile']:g} of the gamma fit"
     print(
         f"fitted {info['detector']} on {info['n_train']} {info['machine']} clips; threshold "
-        f"{info['threshold']:.6f}; saved to {args.out}"
+        f"{info['threshold']:.6f} ({how}); saved to {args.out}"
     )
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from frozenasd.backbones import resolve_model
-    from frozenasd.fitted import audio_files, score_files
     from frozenasd.outputs import printable, write_csv_rows
     from frozenasd.score_record import STDOUT, score_record, write_score_json
+    from frozenasd.scoring import ScoringModel
 
-    result = score_files(
-        args.fitted,
-        None if args.model is None else resolve_model(args.model),
-        audio_files(args.inputs),
-        batch_size=args.batch_size,
-        num_threads=args.threads,
-        progress=not args.no_progress,
-        frames=bool(args.frames),
-    )
+    model = ScoringModel.load(args.fitted, args.model, batch_size=args.batch_size, num_threads=args.threads)
+    result = model.score(args.inputs, frames=bool(args.frames), progress=not args.no_progress)
     rows = [
         (str(p), f"{s:.6f}", int(d))
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
@@ -115,6 +111,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"{len(result.skipped)} skipped",
         file=sys.stderr if args.json == STDOUT else sys.stdout,
     )
+    if not rows:
+        print("error: no recording could be scored (the reasons are above)", file=sys.stderr)
+        return SCORE_ERROR
     return SCORE_ANOMALOUS if n_anomalous else SCORE_NORMAL
 
 
@@ -172,6 +171,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument("-o", "--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
     add_run_options(p)
+    add_threshold_options(p)
     add_fusion_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_run)
@@ -255,6 +255,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument("-o", "--out", required=True, help="file to write (.npz)")
     add_run_options(p)
+    add_threshold_options(p)
     add_fusion_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_fit)
