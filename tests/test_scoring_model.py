@@ -148,8 +148,8 @@ def test_the_default_is_fit_s_default_preset(tiny_dataset, monkeypatch):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"model": "logmel", "preset": "spectral"}, "a model names a single view"),
-        ({"preset": "spectral", "branches": "logmel:max:knn"}, "a preset or branches, not both"),
+        ({"model": "logmel", "preset": "spectral"}, "model names a single view"),
+        ({"preset": "spectral", "branches": "logmel:max:knn"}, "give preset or branches, not both"),
         ({"pooling": "max"}, "pooling shape a single view"),
         ({"branches": "logmel:max"}, "write MODEL:POOLING:DETECTOR"),
         ({"preset": "loudest"}, "unknown preset 'loudest'"),

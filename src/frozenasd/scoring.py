@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,20 +70,25 @@ def model_settings(
     num_threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    spelling: Mapping[str, str] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> RunSettings:
     """The settings of a single view (``model``: a backbone name or an ONNX file) or of a fusion.
 
     Without ``model``, the fusion is ``branches`` (``Branch`` tuples, or ``MODEL:POOLING:DETECTOR``
     joined by ``+``) or the ``preset`` (default: ``frozenasd fit``'s, robust, or spectral when aiSFX
     is missing). ``detector``, ``pooling``, ``normalise``, ``target_frames`` and ``output`` shape a
-    single view only. ``cache_dir``: ``None`` caches nowhere. SettingsError when options clash.
+    single view only. ``cache_dir``: ``None`` caches nowhere. SettingsError when options clash, naming
+    them as ``spelling`` says (the command line's ``--fuse`` for ``branches``, say). ``note`` is told
+    when the default preset had to fall back.
     """
     from frozenasd.backbones import resolve_model
     from frozenasd.views import default_preset, parse_fusion
     from frozenasd.views import preset as named_preset
 
+    name_of = {**_PARAMETER_NAMES, **(spelling or {})}.__getitem__
     if preset and branches:
-        raise SettingsError("give a preset or branches, not both")
+        raise SettingsError(f"give {name_of('preset')} or {name_of('branches')}, not both")
     common: dict[str, Any] = {
         "threshold_percentile": threshold_percentile,
         "threshold": threshold,
@@ -95,8 +101,11 @@ def model_settings(
     }
     if model is not None:
         if preset or branches or fusion_rule:
-            raise SettingsError("a model names a single view; a fusion (preset, branches, fusion_rule) names "
-                                "its models in its branches: give one or the other")  # fmt: skip
+            fusion = ", ".join(name_of(k) for k in ("preset", "branches", "fusion_rule"))
+            raise SettingsError(
+                f"{name_of('model')} names a single view; a fusion ({fusion}) names its models in its "
+                "branches: give one or the other"
+            )
         return RunSettings(
             model_path=resolve_model(model),
             detector=detector or "kmeansNN",
@@ -108,19 +117,42 @@ def model_settings(
         )
     single = {"detector": detector, "pooling": pooling, "normalise": normalise,
               "target_frames": target_frames, "output": output}  # fmt: skip
-    given = [name for name, value in single.items() if value is not None]
+    given = [name_of(name) for name, value in single.items() if value is not None]
     if given:
-        raise SettingsError(f"{', '.join(given)} shape a single view: name its model too, or write them "
-                            "into the branches of a fusion")  # fmt: skip
+        raise SettingsError(
+            f"{', '.join(given)} shape a single view: give {name_of('model')} too, or write them into "
+            f"the branches of {name_of('branches')}"
+        )
     try:
         if branches:
             chosen = parse_fusion(branches) if isinstance(branches, str) else tuple(branches)
             return RunSettings(branches=chosen, fusion_rule=fusion_rule or "max", **common)
-        name = preset or default_preset()[0]
+    except ValueError as exc:
+        raise SettingsError(f"{name_of('branches')}: {exc}") from exc
+    name = preset
+    if name is None:
+        name, fallback = default_preset()
+        if fallback and note:
+            note(fallback)
+    try:
         found = named_preset(name)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     return RunSettings(branches=found.branches, fusion_rule=fusion_rule or found.rule, preset=name, **common)
+
+
+# How model_settings' messages name its parameters (the command line passes its option names).
+_PARAMETER_NAMES = {
+    "model": "model",
+    "preset": "preset",
+    "branches": "branches",
+    "fusion_rule": "fusion_rule",
+    "detector": "detector",
+    "pooling": "pooling",
+    "normalise": "normalise",
+    "target_frames": "target_frames",
+    "output": "output",
+}
 
 
 class ScoringModel:

@@ -155,73 +155,50 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _fusion_from(args: argparse.Namespace) -> tuple[tuple, str, str | None]:
-    """``(branches, rule, preset name)`` the options ask for; no branches for a single view."""
-    from frozenasd.views import default_preset, parse_fusion, preset
-
-    name, fuse, rule = (getattr(args, k, None) for k in ("preset", "fuse", "fusion_rule"))
-    if name and fuse:
-        raise FrozenASDError("give --preset or --fuse, not both")
-    if args.model is not None:
-        if name or fuse or rule:
-            raise FrozenASDError(
-                "--model names a single view; a fusion (--preset, --fuse, --fusion-rule) names its "
-                "models in its branches: drop one or the other"
-            )
-        return (), "max", None
-    if not hasattr(args, "preset"):  # a command without fusion options (the seed's main.py)
-        raise FrozenASDError("no encoder given: name a model with --model")
-    single = [
-        f"--{k.replace('_', '-')}"
-        for k in ("detector", "pooling", "normalise", "encoder_output", "target_frames")
-        if getattr(args, k, None) is not None
-    ]
-    if single:
-        raise FrozenASDError(
-            f"{', '.join(single)} shape a single view: give --model too, or write them into the "
-            "branches of --fuse"
-        )
-    if fuse:
-        try:
-            return parse_fusion(fuse), rule or "max", None
-        except ValueError as exc:
-            raise FrozenASDError(f"--fuse: {exc}") from exc
-    if not name:
-        name, note = default_preset()
-        if note:
-            print(f"note: {note}", file=sys.stderr)
-    chosen = preset(name)
-    return chosen.branches, rule or chosen.rule, name
+# The options that name model_settings' parameters on the command line.
+OPTION_NAMES = {
+    "model": "--model",
+    "preset": "--preset",
+    "branches": "--fuse",
+    "fusion_rule": "--fusion-rule",
+    "detector": "--detector",
+    "pooling": "--pooling",
+    "normalise": "--normalise",
+    "target_frames": "--target-frames",
+    "output": "--encoder-output",
+}
 
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
     """The run settings the shared options describe: one view (``--model``) or a fusion of views."""
-    from frozenasd.backbones import resolve_model
-    from frozenasd.run import RunSettings
+    from frozenasd.scoring import model_settings
 
     if args.no_cache:
         cache_dir = None
     else:
         cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    branches, rule, name = _fusion_from(args)
-    return RunSettings(
-        model_path=None if branches else resolve_model(args.model),
-        branches=branches,
-        fusion_rule=rule,
-        preset=name,
-        detector=args.detector or "kmeansNN",
+    if args.model is None and not hasattr(args, "preset"):  # a command without fusion options (main.py)
+        raise FrozenASDError("no encoder given: name a model with --model")
+    return model_settings(
+        args.model,
+        preset=getattr(args, "preset", None),
+        branches=getattr(args, "fuse", None),
+        fusion_rule=getattr(args, "fusion_rule", None),
+        detector=args.detector,
+        pooling=args.pooling,
+        normalise=args.normalise,
+        target_frames=args.target_frames,
+        output=args.encoder_output,
+        threshold_percentile=getattr(args, "threshold_percentile", None),
+        threshold=getattr(args, "threshold", None),
         n_components=args.n_components,
         random_state=args.seed,
         batch_size=args.batch_size,
         num_threads=args.threads,
-        target_frames=args.target_frames,
-        output=args.encoder_output,
-        pooling=args.pooling,
-        normalise=args.normalise or "none",
-        progress=not args.no_progress,
         cache_dir=cache_dir,
-        threshold_percentile=getattr(args, "threshold_percentile", None),
-        threshold=getattr(args, "threshold", None),
+        progress=not args.no_progress,
+        spelling=OPTION_NAMES,
+        note=lambda text: print(f"note: {text}", file=sys.stderr),
     )
 
 
