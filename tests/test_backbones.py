@@ -123,7 +123,7 @@ def test_aisfx_onnx_matches_the_package_model(aisfx_onnx):
     torch = pytest.importorskip("torch")
     from aisfx.models.cnn2d import EmbeddingNet
 
-    from frozenasd.encoders.eat_export.safe_pickle import load_torch_file
+    from frozenasd.safe_pickle import load_torch_file
 
     weights = load_torch_file(backbones._weights_path(BACKBONES["aisfx"]))[0]
     net = EmbeddingNet("max", 3, 1, 64)  # the package's own model, as its load_bestModel builds it

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.cache import file_sha256
 from frozenasd.dcase import Clip, is_audio_file, list_clips
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import LayoutError, ModelError
 from frozenasd.frames import frame_detector, pipeline_frame_scores, width_problem
+from frozenasd.hashing import file_sha256
 from frozenasd.run import RunSettings, Views, fit_on_normals, versions
 from frozenasd.views import Branch
 

@@ -19,7 +19,6 @@ The table of backbones is in :mod:`~frozenasd.backbones.registry`; the ONNX grap
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from importlib import metadata as importlib_metadata
@@ -30,9 +29,10 @@ from frozenasd.backbones.logmel_onnx import _build_logmel
 from frozenasd.backbones.onnx_io import OPSET, _save_atomic
 from frozenasd.backbones.registry import BACKBONES, Backbone, BackboneStatus, cache_dir, get_backbone
 from frozenasd.backbones.yamnet_onnx import _build_yamnet
-from frozenasd.encoders.metadata import LAYOUT_B1TF, encode_metadata
+from frozenasd.encoders.metadata import encode_metadata
 from frozenasd.errors import ModelError
-from frozenasd.frontends import LAYOUT_BTF, get_frontend
+from frozenasd.frontends import LAYOUT_B1TF, LAYOUT_BTF, get_frontend
+from frozenasd.hashing import file_sha256
 
 __all__ = [
     "BACKBONES",
@@ -199,7 +199,7 @@ def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool
             "family": backbone.name,
             "embed_dim": backbone.embed_dim,
             "source_file": f"{backbone.package}/{backbone.weights}",
-            "source_sha256": _sha256(weights),
+            "source_sha256": file_sha256(weights),
             "package": f"{backbone.package}=={version}",
             "license": backbone.license,
             "attribution": backbone.attribution,
@@ -259,11 +259,3 @@ _OUTPUTS = {
     "yamnet": {"emb": "patch embedding (batch, 1024)", "logits": "AudioSet class logits (batch, 521)"},
     "logmel": {"emb": "frames (batch, frames, 131): 128 normalised log-mel bins, RMS, peak, crest (dB)"},
 }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frozenasd.encoders.eat_export.checkpoint import file_sha256
 from frozenasd.errors import ModelError
+from frozenasd.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
