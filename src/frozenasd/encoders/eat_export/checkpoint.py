@@ -38,6 +38,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Weights files of the hub port, in order of preference (safetensors cannot hide code).
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _ENCODER_KEYS = ("patch_embed.weight", "positions", "blocks.0.mlp.fc1.weight")
 
