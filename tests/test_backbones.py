@@ -17,12 +17,12 @@ from yamnet_reference import forward, shipped_weights
 
 from frozenasd import backbones
 from frozenasd.audio import load_audio
-from frozenasd.backbones import BACKBONES, format_backbones_table, prepare, status
+from frozenasd.backbones import BACKBONES, Backbone, format_backbones_table, prepare, status
 from frozenasd.backbones.yamnet_onnx import _build_yamnet
 from frozenasd.encoders.metadata import decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import ModelError
-from frozenasd.frontends import FRONTENDS, get_frontend
+from frozenasd.frontends import FRONTENDS, LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF, get_frontend
 from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 RNG = np.random.default_rng(11)
@@ -81,9 +81,40 @@ def test_unknown_backbone():
         prepare("vggish")
 
 
+def test_registry_entries_are_complete_and_checked():
+    hub = {name for name, b in BACKBONES.items() if b.source == "hub"}
+    assert hub == {"eat-base", "eat-base-ft", "eat-large", "eat-large-ft"}
+    for b in BACKBONES.values():
+        assert b.layout in (LAYOUT_BTF, LAYOUT_B1TF, LAYOUT_B3FT)
+        if b.source == "hub":
+            assert b.repo_id and b.fairseq_file and b.builder is None and not b.builtin
+            assert b.files == (f"{b.name}.onnx", f"{b.name.replace('-', '_')}_export.onnx")
+        else:
+            assert callable(b.builder) and next(iter(b.outputs)) == "emb"
+    assert BACKBONES["eat-base"].files == ("eat-base.onnx", "eat_base_export.onnx")
+    with pytest.raises(ValueError, match=r"'x' \(package\) needs builder, weights"):
+        Backbone("x", "d", 1, 16000, "logmel", LAYOUT_BTF, "l", "a", "package", "i", package="p")
+    with pytest.raises(ValueError, match="source must be one of"):
+        Backbone("x", "d", 1, 16000, "logmel", LAYOUT_BTF, "l", "a", "ftp", "i")
+
+
+def test_prepared_file_describes_itself_from_its_entry(tmp_path):
+    entry = BACKBONES["logmel"]
+    path = prepare("logmel", tmp_path)
+    meta = decode_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+    assert meta["input"]["layout"] == entry.layout and meta["outputs"] == entry.outputs
+    assert meta["model"]["embed_dim"] == entry.embed_dim and meta["model"]["license"] == entry.license
+    assert meta["frontend"]["name"] == entry.frontend
+
+
 def test_eat_is_obtained_by_download_or_export(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelError, match=r"run `frozenasd download eat-base`.*`frozenasd export"):
+    with pytest.raises(
+        ModelError,
+        match=r"looked for eat-base\.onnx or eat_base_export\.onnx in .*models.*"
+        r"run `frozenasd download eat-base`.*"
+        r"`frozenasd export EAT-base_epoch30_pt\.pt -o eat_base_export\.onnx`",
+    ):
         prepare("eat-base", tmp_path / "models")
     (tmp_path / "models").mkdir()
     exported = tmp_path / "models" / "eat-base.onnx"
@@ -100,6 +131,81 @@ def test_resolve_model_takes_a_file_or_a_backbone_name(tmp_path, monkeypatch):
     assert backbones.resolve_model("yamnet") == backbones.Path("yamnet") and prepared == ["AiSFX"]
     assert backbones.resolve_model("missing.onnx") == backbones.Path("missing.onnx")
     assert prepared == ["AiSFX"]
+
+
+@pytest.mark.parametrize("name", ["eat-base", "eat-base-ft", "eat-large", "eat-large-ft"])
+def test_model_name_finds_the_quick_start_and_the_download_file(name, tmp_path, monkeypatch):
+    """`--model eat-base` finds eat_base_export.onnx (quick start, export, README) and eat-base.onnx."""
+    monkeypatch.setenv("FROZENASD_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert not status()[name].ready and f"frozenasd download {name}" in status()[name].detail
+    with pytest.raises(ModelError, match=f"{name}.onnx or {name.replace('-', '_')}_export.onnx"):
+        backbones.resolve_model(name)
+
+    quick = work / f"{name.replace('-', '_')}_export.onnx"  # eat_base_export.onnx for eat-base
+    quick.write_bytes(b"onnx")
+    assert backbones.resolve_model(name) == quick and backbones.resolve_model(name.upper()) == quick
+    assert status()[name].ready and status()[name].onnx == quick and str(quick) in status()[name].detail
+    downloaded = work / f"{name}.onnx"  # `frozenasd download NAME`'s default output
+    downloaded.write_bytes(b"onnx")
+    assert backbones.resolve_model(name) == downloaded
+
+    cached = backbones.cache_dir() / quick.name  # the cache is searched after the current folder
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"onnx")
+    assert backbones.resolve_model(name) == downloaded
+    quick.unlink()
+    downloaded.unlink()
+    assert backbones.resolve_model(name) == cached and status()[name].ready
+    others = {other for other, s in status().items() if s.ready and BACKBONES[other].source == "hub"}
+    assert others == {name}
+
+
+def test_the_quick_start_names_are_those_export_writes():
+    from frozenasd.cli import build_parser
+
+    exported = vars(build_parser().parse_args(["export", "EAT-base_epoch30_pt.pt"]))
+    assert "eat_base_export.onnx" in exported.values()
+    assert "eat_base_export.onnx" in BACKBONES["eat-base"].files
+
+
+def test_download_prepares_packaged_and_builtin_backbones(tmp_path, monkeypatch):
+    monkeypatch.setenv("FROZENASD_CACHE", str(tmp_path / "cache"))
+    copied = backbones.download("logmel", tmp_path / "copy" / "logmel.onnx")
+    assert copied == tmp_path / "copy" / "logmel.onnx"
+    assert copied.read_bytes() == prepare("logmel").read_bytes()
+    assert not list(copied.parent.glob("*.partial"))
+    assert backbones.download("LogMel") == prepare("logmel")
+    with pytest.raises(ModelError, match="EMA choice applies to EAT checkpoints"):
+        backbones.download("logmel", use_ema=True)
+    with pytest.raises(
+        ModelError, match=r"unknown backbone 'eat-huge'.*eat-large-ft.*`frozenasd export FILE`"
+    ):
+        backbones.download("eat-huge")
+
+
+def test_download_command_lists_and_makes_every_backbone(tmp_path, monkeypatch, capsys):
+    from frozenasd.cli import main
+
+    monkeypatch.setenv("FROZENASD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["download", "--list"]) == 0
+    listed = capsys.readouterr().out.split("data sets")[0]
+    for b in BACKBONES.values():
+        assert b.name in listed
+    assert "worstchan/EAT-large_epoch20_pretrain" in listed and "package aisfx==0.1.2" in listed
+    assert main(["download", "logmel", "-o", "view.onnx"]) == 0
+    assert (tmp_path / "view.onnx").is_file() and "written view.onnx" in capsys.readouterr().out
+    assert main(["backbones"]) == 0
+    table = capsys.readouterr().out
+    for b in BACKBONES.values():
+        assert b.name in table and _origin_words(b) in table
+
+
+def _origin_words(b: Backbone) -> str:
+    return {"hub": b.repo_id, "package": f"package {b.package}=={b.version}", "builtin": "built in"}[b.source]
 
 
 # ---------------------------------------------------------------- aiSFX, real packaged weights
@@ -123,7 +229,7 @@ def test_aisfx_onnx_matches_the_package_model(aisfx_onnx):
     torch = pytest.importorskip("torch")
     from aisfx.models.cnn2d import EmbeddingNet
 
-    from frozenasd.encoders.eat_export.safe_pickle import load_torch_file
+    from frozenasd.safe_pickle import load_torch_file
 
     weights = load_torch_file(backbones._weights_path(BACKBONES["aisfx"]))[0]
     net = EmbeddingNet("max", 3, 1, 64)  # the package's own model, as its load_bestModel builds it

@@ -24,12 +24,12 @@ import eat_checkpoints as ec  # noqa: E402
 
 from frozenasd.encoders.eat_export.checkpoint import inspect_eat_checkpoint, load_eat_checkpoint  # noqa: E402
 from frozenasd.encoders.eat_export.model import EATEncoder  # noqa: E402
-from frozenasd.encoders.eat_export.safe_pickle import (  # noqa: E402
+from frozenasd.errors import ModelError  # noqa: E402
+from frozenasd.safe_pickle import (  # noqa: E402
     StoredTensor,
     UnsafeCheckpointError,
     load_torch_file,
 )
-from frozenasd.errors import ModelError  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -363,7 +363,7 @@ def test_deeply_nested_config_json_is_a_clear_error(tmp_path):
 def test_budgets_leave_ten_times_the_largest_layout(tmp_path):
     """EAT-large's pre-training layout with an omegaconf cfg; tiny-large has its every key and record, so
     its pickle has the same operations (and a few bytes less per tensor for the smaller shapes)."""
-    from frozenasd.encoders.eat_export import pickle_globals as pg
+    from frozenasd.safe_pickle import pickle_globals as pg
 
     written = ec.write_fairseq_pretrain(tmp_path / "large.pt", size="tiny-large", cfg_form="dictconfig")
     with zipfile.ZipFile(written.path) as zf:
@@ -476,8 +476,9 @@ def test_parsing_and_inspecting_need_no_torch(tmp_path):
     script = (
         "import sys\n"
         "import frozenasd, frozenasd.encoders, frozenasd.encoders.eat_export\n"
-        "from frozenasd.encoders.eat_export import checkpoint, safe_pickle\n"
-        "from frozenasd.encoders.eat_export.safe_pickle import load_torch_file, to_plain\n"
+        "from frozenasd.encoders.eat_export import checkpoint\n"
+        "import frozenasd.safe_pickle\n"
+        "from frozenasd.safe_pickle import load_torch_file, to_plain\n"
         f"root = load_torch_file({str(written.path)!r})\n"
         "assert to_plain(root['cfg'])['model']['depth'] == 2\n"
         "assert root['model']['blocks.0.norm1.weight'].dtype.name == 'float16'\n"

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from frozenasd.encoders.eat_export.download import (
-    FAIRSEQ_CHECKPOINTS,
-    MANUAL_DOWNLOAD_HELP,
-    VARIANTS,
-    download_and_export,
-    download_weights,
-    resolve_variant,
-)
+from frozenasd import backbones
+from frozenasd.backbones import BACKBONES, FAIRSEQ_CHECKPOINTS, MANUAL_DOWNLOAD_HELP, get_backbone
+from frozenasd.encoders.eat_export import download as hub_download
 from frozenasd.errors import ModelError
 
 pytest.importorskip("torch", reason="writing test checkpoints needs PyTorch (the export extra)")
@@ -26,8 +21,14 @@ from hub_server import FakeHub  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
+VARIANTS = {name: b for name, b in BACKBONES.items() if b.source == "hub"}
 BASE = VARIANTS["eat-base"].repo_id
 BASE_FT = VARIANTS["eat-base-ft"].repo_id
+
+
+def download_weights(name: str, **kw) -> Path:
+    """The weights of the registry's hub backbone ``name``, fetched and checked."""
+    return hub_download.download_weights(get_backbone(name).repo_id, **kw)
 
 
 @pytest.fixture(autouse=True)
@@ -79,12 +80,15 @@ def test_variants_name_the_published_repos_and_fairseq_files():
     }
     for name in FAIRSEQ_CHECKPOINTS:
         assert name in MANUAL_DOWNLOAD_HELP
-    assert resolve_variant(" EAT-Base ").repo_id == BASE
+    assert get_backbone(" EAT-Base ").repo_id == BASE
+    assert set(VARIANTS) == {"eat-base", "eat-base-ft", "eat-large", "eat-large-ft"}
+    for b in VARIANTS.values():
+        assert b.fairseq_file in b.install and b.hub_url == f"https://huggingface.co/{b.repo_id}"
 
 
 def test_unknown_variant_lists_the_known_ones(hub: FakeHub, tmp_path: Path):
     with pytest.raises(ModelError) as err:
-        download_weights("eat-huge", cache_dir=tmp_path / "cache", endpoint=hub.endpoint)
+        backbones.download("eat-huge", cache_dir=tmp_path / "cache", endpoint=hub.endpoint)
     message = str(err.value)
     assert "eat-huge" in message
     for name in VARIANTS:
@@ -299,16 +303,17 @@ def test_download_and_export_records_the_weights_hash(
     hub.add_repo(BASE, source)
     monkeypatch.chdir(tmp_path)
 
-    out = download_and_export("eat-base", cache_dir=tmp_path / "cache", endpoint=hub.endpoint)
+    out = backbones.download("eat-base", cache_dir=tmp_path / "cache", endpoint=hub.endpoint)
 
     assert out == tmp_path / "eat-base.onnx" and out.is_file()
+    assert backbones.resolve_model("eat-base") == out  # what `--model eat-base` then uses
     model = onnx.load(str(out), load_external_data=False)
     doc = decode_metadata({p.key: p.value for p in model.metadata_props})
     assert doc["model"]["source_sha256"] == _sha256((source / "model.safetensors").read_bytes())
     assert doc["model"]["source_file"] == "model.safetensors"
     assert doc["model"]["embed_dim"] == json.loads((source / "config.json").read_text())["embed_dim"]
 
-    chosen = download_and_export(
+    chosen = backbones.download(
         "eat-base", tmp_path / "out" / "x.onnx", cache_dir=tmp_path / "cache", endpoint=hub.endpoint
     )
     assert chosen == tmp_path / "out" / "x.onnx" and chosen.is_file()

@@ -23,9 +23,10 @@ from frozenasd.encoders.eat_export import export as export_module  # noqa: E402
 from frozenasd.encoders.eat_export.checkpoint import load_eat_checkpoint  # noqa: E402
 from frozenasd.encoders.eat_export.export import export_onnx  # noqa: E402
 from frozenasd.encoders.eat_export.model import EATEncoder  # noqa: E402
-from frozenasd.encoders.eat_export.safe_pickle import TorchArchive  # noqa: E402
-from frozenasd.encoders.metadata import EAT_FRONTEND, decode_metadata  # noqa: E402
+from frozenasd.encoders.metadata import decode_metadata  # noqa: E402
 from frozenasd.errors import ModelError  # noqa: E402
+from frozenasd.frontends import EAT_FRONTEND  # noqa: E402
+from frozenasd.safe_pickle import TorchArchive  # noqa: E402
 
 pytestmark = pytest.mark.torch
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from frozenasd.cache import file_sha256
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info
 from frozenasd.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.fitted import audio_files, fit_files, fit_machine, score_files
+from frozenasd.hashing import file_sha256
 from frozenasd.outputs import read_scores_csv
 from frozenasd.run import RunSettings, run
 

@@ -12,12 +12,12 @@ from onnx import TensorProto, helper
 from sklearn.base import clone
 
 from frozenasd.audio import load_audio
-from frozenasd.encoders.metadata import LAYOUT_B1TF, METADATA_KEY
+from frozenasd.encoders.metadata import METADATA_KEY
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import ModelError
 from frozenasd.fbank import eat_features
-from frozenasd.frontends import get_frontend
+from frozenasd.frontends import LAYOUT_B1TF, get_frontend
 
 RNG = np.random.default_rng(0)
 

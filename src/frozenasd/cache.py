@@ -27,6 +27,8 @@ import numpy as np
 from frozenasd.dcase import link_problem
 from frozenasd.encoders.pooling import pad_rows
 from frozenasd.errors import AudioError
+from frozenasd.hashing import file_digest
+from frozenasd.hashing import file_sha256 as file_sha256  # also importable from here, as it was
 
 # Bumped whenever the embeddings a given model and settings produce change, or the rows' keys do, so
 # no stale entry is read (2: files read at a frontend rate other than 16 kHz are no longer resampled a
@@ -45,18 +47,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["FROZENASD_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "frozenasd"
-
-
-def file_digest(path: str | os.PathLike, digest: Any, block: int = 1 << 20) -> str:
-    """Hex digest of the file's bytes, read in blocks, with ``digest`` (a new hashlib object)."""
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    return file_digest(path, hashlib.sha256(), block)
 
 
 def clip_identity(path: str | os.PathLike) -> str:

@@ -49,7 +49,9 @@ AUDIO_EXTENSIONS = (
 )
 LAYOUT_HINT = "expected <root>/<machine>/{train,test}/*.wav"
 
-_DOMAINS = ("source", "target")
+# The two domains of DCASE Task 2 (2022 onward), in code order (0 source, 1 target); every module
+# that names them imports them from here.
+DOMAINS = ("source", "target")
 _LABELS = ("normal", "anomaly")
 _NO_ATTRIBUTE = "noAttribute"
 _NAME_2020 = re.compile(r"^(?:(normal|anomaly)_)?id_(\d+)_(\d+)$", re.ASCII)
@@ -140,7 +142,7 @@ def _parse_section_name(stem: str) -> ClipName | None:
     if len(tokens) < 3 or tokens[0] != "section" or not _is_number(tokens[1]):
         return None
     section, rest = tokens[1], tokens[2:]
-    domain = rest.pop(0) if rest and rest[0] in _DOMAINS else None
+    domain = rest.pop(0) if rest and rest[0] in DOMAINS else None
     split = rest.pop(0) if rest and rest[0] in SPLITS else None
     label = None
     kind_token = False

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.dcase import discover_machines, list_clips
+from frozenasd.dcase import DOMAINS, discover_machines, list_clips
 from frozenasd.errors import LayoutError
 from frozenasd.metrics import clipped_hmean, domain_decision_metrics, machine_metrics, official_score
 from frozenasd.outputs import domain_from_name, label_from_name, printable, section_id
@@ -39,7 +39,7 @@ PathLike = str | os.PathLike
 
 _SCORE_FILE = re.compile(r"^anomaly_score_(?P<machine>[^_]+)_section_(?P<section>[0-9]{2,})_test\.csv$")
 _GT_FILE = re.compile(r"^ground_truth_(?P<machine>[^_]+)_section_(?P<section>[0-9]{2,})_test\.csv$")
-_DOMAIN_NAMES = {0: "source", 1: "target"}
+_DOMAIN_NAMES = dict(enumerate(DOMAINS))  # the ground-truth domain files code 0 source, 1 target
 _TABLE_KEYS = ("auc_source", "auc_target", "pauc", "hmean")
 
 

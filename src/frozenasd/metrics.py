@@ -25,9 +25,10 @@ import numpy as np
 import scipy.stats
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
+from frozenasd.dcase import DOMAINS
+
 MAX_FPR = 0.1
 EPS = sys.float_info.epsilon
-DOMAINS = ("source", "target")
 
 
 def _as_binary(y_true: Any, name: str = "y_true") -> np.ndarray:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from frozenasd import __version__
 from frozenasd.audio import load_audio, samples_at
-from frozenasd.cache import EmbeddingCache, clip_identity, default_cache_dir, file_sha256
+from frozenasd.cache import EmbeddingCache, clip_identity, default_cache_dir
 from frozenasd.dcase import Clip, discover_machines, list_clips
 from frozenasd.detectors import FusionDetector
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
@@ -28,6 +28,7 @@ from frozenasd.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError, SettingsError
 from frozenasd.evaluate import format_table
 from frozenasd.frames import FRAME_SCORES_CSV, detector_params, record_top_frames, resolve_pooling
+from frozenasd.hashing import file_sha256
 from frozenasd.metrics import DEFAULT_PERCENTILE, check_threshold_choice, decision_threshold, official_score
 from frozenasd.outputs import (
     compute_and_save_metrics,

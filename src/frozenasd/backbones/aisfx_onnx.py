@@ -1,7 +1,8 @@
 """The aiSFX embedding network as an ONNX graph, built from the packaged ``torch.save`` checkpoint.
 
-The checkpoint is read as data by :mod:`frozenasd.encoders.eat_export.safe_pickle` (no PyTorch, no code
-run); the graph is 4 conv blocks, a mean over frequency and a max over time.
+The checkpoint is read as data by :mod:`frozenasd.safe_pickle`, the restricted ``torch.save`` reader
+the EAT exporter uses too (no PyTorch, no code run); the graph is 4 conv blocks, a mean over frequency
+and a max over time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _AISFX_CHANNELS = (1, 64, 128, 256, 512)
 
 def _aisfx_state(path: Path) -> dict[str, np.ndarray]:
     """The embedding network's tensors from the checkpoint ``(state_dict, datasets)``, read as data."""
-    from frozenasd.encoders.eat_export.safe_pickle import load_torch_file
+    from frozenasd.safe_pickle import load_torch_file
 
     loaded = load_torch_file(path)
     state = loaded[0] if isinstance(loaded, tuple) and loaded else loaded

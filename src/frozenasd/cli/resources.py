@@ -49,20 +49,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from frozenasd.backbones import BACKBONES, download, format_models_list
     from frozenasd.datasets import DATASETS, download_dataset, format_datasets_table
-    from frozenasd.encoders.eat_export.download import VARIANTS, download_and_export
 
     if args.list or args.name is None:
-        print("models (exported to ONNX after download):")
-        for variant in VARIANTS.values():
-            print(f"  {variant.name:<14} {variant.repo_id}")
+        print("models (each made into an ONNX file; `frozenasd backbones` says more):")
+        print(format_models_list(), end="")
         print("\ndata sets (DCASE Task 2, from Zenodo):")
         print(format_datasets_table(), end="")
         return 0
-    if args.name in VARIANTS:
+    if args.name in BACKBONES:
         if args.machine:
             raise FrozenASDError(f"--machine applies to data sets, not to the model {args.name!r}")
-        out = download_and_export(args.name, args.out, use_ema=args.ema)
+        out = download(args.name, args.out, use_ema=args.ema)
     elif args.name in DATASETS:
         out = download_dataset(
             args.name, args.out or "dataset", machines=args.machine, progress=not args.no_progress
@@ -70,7 +69,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(f"written {out}\nnext: frozenasd run --data {out} --model eat-base --out results")
         return 0
     else:
-        known = ", ".join([*VARIANTS, *DATASETS])
+        known = ", ".join([*BACKBONES, *DATASETS])
         raise FrozenASDError(f"unknown name {args.name!r}; choose one of: {known}")
     print(f"written {out}")
     return 0
@@ -85,7 +84,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_backbones)
 
-    from frozenasd.encoders.eat_export.download import MANUAL_DOWNLOAD_HELP
+    from frozenasd.backbones import MANUAL_DOWNLOAD_HELP
 
     p = sub.add_parser(
         "export",
@@ -120,9 +119,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "download",
-        help="download a published EAT model (and export it) or an official DCASE data set",
+        help="make a backbone's ONNX file (downloading an EAT model) or download a DCASE data set",
         description="`frozenasd download eat-base` fetches the Hugging Face port of EAT, checks it and "
-        "exports it to ONNX. `frozenasd download dcase2024-dev --machine fan bearing` fetches DCASE "
+        "exports it to ONNX (`--model eat-base` then finds it); `frozenasd download aisfx` prepares a "
+        "packaged backbone. `frozenasd download dcase2024-dev --machine fan bearing` fetches DCASE "
         "archives from Zenodo (md5-checked, resumable, extracted safely) into the DCASE layout. "
         "`--list` names everything that can be downloaded.",
         formatter_class=HelpFormatter,
@@ -132,13 +132,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "name", nargs="?", default=None, help="a model (eat-base, ...) or a data set (dcase2024-dev, ...)"
+        "name", nargs="?", default=None, help="a backbone (eat-base, ...) or a data set (dcase2024-dev, ...)"
     )
     p.add_argument(
         "-o",
         "--out",
         default=None,
-        help="model: ONNX file (default: <name>.onnx); data set: folder (default: dataset)",
+        help="model: ONNX file (default: EAT ./<name>.onnx, others the cache); data set: folder "
+        "(default: dataset)",
     )
     p.add_argument("--machine", nargs="+", default=None, help="data set: machine types (default: all)")
     p.add_argument("--ema", action="store_true", help="model: take the EMA teacher's weights where present")

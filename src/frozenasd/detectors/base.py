@@ -8,9 +8,8 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from frozenasd.dcase import DOMAINS
 from frozenasd.detectors.crossfit import refit_folds, refit_scores
-
-DOMAIN_NAMES = ("source", "target")
 
 
 class AnomalyDetectorMixin(TransformerMixin):
@@ -96,7 +95,7 @@ def domain_codes(domains: Any, n: int) -> np.ndarray | None:
     if missing.any():
         raise ValueError(f"domains: {int(missing.sum())} of {n} training rows have no domain label")
     codes = np.full(n, -1, dtype=np.int64)
-    for code, name in enumerate(DOMAIN_NAMES):
+    for code, name in enumerate(DOMAINS):
         codes[np.array([str(v) == name for v in values])] = code
     if (codes < 0).any():
         bad = sorted({str(v) for v in values[codes < 0]})

@@ -8,7 +8,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from frozenasd.detectors.base import DOMAIN_NAMES, AnomalyDetectorMixin, domain_codes
+from frozenasd.dcase import DOMAINS
+from frozenasd.detectors.base import AnomalyDetectorMixin, domain_codes
 from frozenasd.detectors.crossfit import loo_scaler_stats
 from frozenasd.detectors.distances import check_metric, knn_mean_distance
 from frozenasd.detectors.oversampling import mixup, smote
@@ -117,7 +118,7 @@ class DomainBanks(AnomalyDetectorMixin, BaseEstimator):
             count = int((codes == b).sum())
             if count <= self.n_neighbors:
                 raise ValueError(
-                    f"the {'single' if single else DOMAIN_NAMES[b]} bank has n_samples={count} clips; "
+                    f"the {'single' if single else DOMAINS[b]} bank has n_samples={count} clips; "
                     f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} (leave-one-out)"
                 )
         rows = np.arange(n)

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from frozenasd.detectors.base import AnomalyDetectorMixin
+from frozenasd.detectors.registry import DETECTORS, make_detector
 from frozenasd.detectors.scaling import FlooredStandardScaler
 
 RULES = ("max", "mean")
@@ -102,8 +103,6 @@ class FusionDetector(AnomalyDetectorMixin, BaseEstimator):
             raise ValueError(f"bounds {bounds} must rise strictly from 0 to the input's {width} columns")
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
-        from frozenasd.pipeline import DETECTORS  # the registry names the detectors of every branch
-
         unknown = [n for n in names if n not in DETECTORS]
         if unknown:
             raise ValueError(f"unknown branch detector(s) {unknown}; choose from {sorted(DETECTORS)}")
@@ -113,8 +112,6 @@ class FusionDetector(AnomalyDetectorMixin, BaseEstimator):
         return list(zip(bounds, bounds[1:], strict=False))
 
     def fit(self, X: np.ndarray, y: object = None, domains: object = None) -> FusionDetector:
-        from frozenasd.pipeline import make_detector
-
         X = self._validate_data(X, reset=True)
         self._check_contamination()
         spans = self._check_params(X.shape[1])

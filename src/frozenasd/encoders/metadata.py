@@ -19,6 +19,10 @@ or ``B1TF`` (batch, 1, time, mel; EAT's native layout). ``token_layout`` says, p
 many tokens precede the patch tokens (a block output keeps the CLS token first); patch tokens are
 time-major (index = t · frequency patches + f). A file without the entry is still usable: the layout
 is then inferred from the input's shape and outputs are taken to hold patch tokens only.
+
+The layout names are defined with the frontends (:mod:`frozenasd.frontends.base`), EAT's frontend
+parameters with its frontend (:mod:`frozenasd.frontends.eat`): encoders depend on frontends, never
+the other way round.
 """
 
 from __future__ import annotations
@@ -28,23 +32,6 @@ from typing import Any
 
 METADATA_KEY = "frozenasd"
 SCHEMA_VERSION = 1
-
-LAYOUT_B3FT = "B3FT"
-LAYOUT_B1TF = "B1TF"
-
-EAT_FRONTEND: dict[str, Any] = {
-    "name": "eat_fbank",
-    "sample_rate": 16000,
-    "num_mel_bins": 128,
-    "frame_length_ms": 25.0,
-    "frame_shift_ms": 10.0,
-    "window": "hanning",
-    "dither": 0.0,
-    "norm_mean": -4.268,
-    "norm_std": 4.569,
-    "frame_multiple": 16,
-    "max_frames": 12288,
-}
 
 
 def encode_metadata(description: dict[str, Any]) -> dict[str, str]:

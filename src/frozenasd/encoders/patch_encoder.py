@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from frozenasd.encoders.metadata import EAT_FRONTEND, LAYOUT_B1TF, LAYOUT_B3FT, encode_metadata
+from frozenasd.encoders.metadata import encode_metadata
+from frozenasd.frontends import EAT_FRONTEND, LAYOUT_B1TF, LAYOUT_B3FT
 
 PATCH = 16
 

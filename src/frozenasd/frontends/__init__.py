@@ -12,20 +12,24 @@ frontend's parameters. Each frontend here is the numpy definition of one model f
 - ``logmel`` (:mod:`~frozenasd.frontends.logmel`): EAT's fbank frames without padding and three level
   statistics per frame, one ``(T, 131)`` example per clip (the ``logmel`` view, no model).
 
-The interface, its parameter and input-shape checks and the layouts are in :mod:`frozenasd.frontends.base`.
+The interface, its parameter and input-shape checks and the input layouts (``BTF``, ``B1TF``, ``B3FT``)
+are in :mod:`frozenasd.frontends.base`. Frontends import nothing from :mod:`frozenasd.encoders`.
 """
 
 from __future__ import annotations
 
 from frozenasd.errors import ModelError
 from frozenasd.frontends.aisfx import AisfxMel, aisfx_blocks, aisfx_mel_bank, aisfx_mel_spectrogram
-from frozenasd.frontends.base import LAYOUT_BTF, Frontend
-from frozenasd.frontends.eat import EATFbank
+from frozenasd.frontends.base import LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF, Frontend
+from frozenasd.frontends.eat import EAT_FRONTEND, EATFbank
 from frozenasd.frontends.logmel import LogMel, frame_levels
 from frozenasd.frontends.yamnet import YAMNetLogMel, yamnet_log_mel, yamnet_mel_weights, yamnet_pad
 
 __all__ = [
+    "EAT_FRONTEND",
     "FRONTENDS",
+    "LAYOUT_B1TF",
+    "LAYOUT_B3FT",
     "LAYOUT_BTF",
     "AisfxMel",
     "EATFbank",

@@ -18,7 +18,10 @@ import numpy as np
 from frozenasd.errors import ModelError
 from frozenasd.fbank import check_waveform
 
+# How a model's input holds one example (named in the model's metadata, ``input.layout``).
 LAYOUT_BTF = "BTF"  # (batch, time, mel): the example as it is, no channel axis
+LAYOUT_B1TF = "B1TF"  # (batch, 1, time, mel): EAT's native layout, YAMNet's patches
+LAYOUT_B3FT = "B3FT"  # (batch, 3, mel, time): the mel channel replicated, the seed's EAT interface
 
 
 # Frames per spectrogram chunk: a long recording's float64 intermediates stay at tens of megabytes.

@@ -7,9 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.encoders.metadata import EAT_FRONTEND, LAYOUT_B1TF, LAYOUT_B3FT
 from frozenasd.errors import ModelError
-from frozenasd.frontends.base import Frontend, _as_waveform, _fits
+from frozenasd.frontends.base import LAYOUT_B1TF, LAYOUT_B3FT, Frontend, _as_waveform, _fits
+
+# EAT's frontend parameters as an export records them in the model's metadata.
+EAT_FRONTEND: dict[str, Any] = {
+    "name": "eat_fbank",
+    "sample_rate": 16000,
+    "num_mel_bins": 128,
+    "frame_length_ms": 25.0,
+    "frame_shift_ms": 10.0,
+    "window": "hanning",
+    "dither": 0.0,
+    "norm_mean": -4.268,
+    "norm_std": 4.569,
+    "frame_multiple": 16,
+    "max_frames": 12288,
+}
 
 PATCH_FRAMES = 16  # EAT's patches span 16 fbank frames in time
 

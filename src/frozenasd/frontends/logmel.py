@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.encoders.metadata import EAT_FRONTEND
 from frozenasd.errors import ModelError
 from frozenasd.frontends.base import LAYOUT_BTF, Frontend, _fits, in_frame_chunks
+from frozenasd.frontends.eat import EAT_FRONTEND
 
 LEVEL_DIMS = 3  # RMS, peak and crest factor of each frame, in dB
 _POWER_FLOOR = 1e-10  # -100 dB: the level of a silent frame

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from frozenasd.encoders.metadata import LAYOUT_B1TF
 from frozenasd.errors import ModelError
-from frozenasd.frontends.base import Frontend, _as_waveform, _fits, in_frame_chunks
+from frozenasd.frontends.base import LAYOUT_B1TF, Frontend, _as_waveform, _fits, in_frame_chunks
 
 
 def _stft_sizes(params: Mapping[str, Any]) -> tuple[int, int, int]:

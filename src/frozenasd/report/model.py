@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from frozenasd.dcase import DOMAINS
+
 TABLE_KEYS = ("auc_source", "auc_target", "pauc", "hmean")
 TABLE_HEADERS = ("AUC (source) %", "AUC (target) %", "pAUC %", "hmean %")
 
@@ -64,8 +66,9 @@ def _check(m: MachineReport) -> _Checked:
         labels.append(None if lab is None else int(lab))
     domains: list[str] = []
     for path, dom in zip(m.paths, m.domains, strict=True):
-        if dom not in ("source", "target", None):
-            raise ValueError(f"{name}: domain of {path} must be 'source', 'target' or None, got {dom!r}")
+        if dom is not None and dom not in DOMAINS:
+            allowed = ", ".join(repr(d) for d in DOMAINS)
+            raise ValueError(f"{name}: domain of {path} must be {allowed} or None, got {dom!r}")
         domains.append(dom or "unknown")
     if m.threshold is not None and not math.isfinite(float(m.threshold)):
         raise ValueError(f"{name}: threshold must be finite, got {m.threshold!r}")

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from frozenasd.dcase import DOMAINS
 from frozenasd.metrics import MAX_FPR, clipped_hmean
 from frozenasd.report.model import (
     _LABEL_NAMES,
@@ -87,7 +88,7 @@ def _counts(c: _Checked) -> str:
         k = sum(_LABEL_NAMES[lab] == label for lab in c.labels)
         if k:
             parts.append(f"{k} {label if label != 'unknown' else 'without label'}")
-    for d in ("source", "target"):
+    for d in DOMAINS:
         k = c.domains.count(d)
         if k:
             parts.append(f"{k} {d}")

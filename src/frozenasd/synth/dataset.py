@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from frozenasd.dcase import DOMAINS
 from frozenasd.errors import LayoutError
 from frozenasd.synth import bearing, fan, valve
 from frozenasd.synth._dsp import _background, _db
@@ -20,7 +21,6 @@ MACHINES = ("fan", "bearing", "valve")
 SEVERITY_NAMES = {1: "subtle", 2: "medium", 3: "strong"}
 
 _MODELS = {"fan": fan.MODEL, "bearing": bearing.MODEL, "valve": valve.MODEL}
-_DOMAINS = ("source", "target")
 _SPLITS = ("train", "test")
 _LABELS = ("normal", "anomaly")
 _PEAK_LIMIT = 0.95  # safety ceiling; the output gains of the models keep clips well under it
@@ -29,7 +29,7 @@ _PEAK_LIMIT = 0.95  # safety ceiling; the output gains of the models keep clips 
 def _check_identity(machine: str, domain: str, split: str, label: str) -> None:
     for name, value, allowed in (
         ("machine", machine, MACHINES),
-        ("domain", domain, _DOMAINS),
+        ("domain", domain, DOMAINS),
         ("split", split, _SPLITS),
         ("label", label, _LABELS),
     ):
@@ -42,7 +42,7 @@ def clip_rng(seed: int, machine: str, domain: str, split: str, label: str, index
     _check_identity(machine, domain, split, label)
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be non-negative, got {seed} and {index}")
-    key = [seed, zlib.crc32(machine.encode()), _DOMAINS.index(domain), _SPLITS.index(split)]
+    key = [seed, zlib.crc32(machine.encode()), DOMAINS.index(domain), _SPLITS.index(split)]
     return np.random.default_rng(np.random.SeedSequence(key + [_LABELS.index(label), index]))
 
 
@@ -101,7 +101,7 @@ def _plan(
     machine: str, seed: int, n_train_source: int, n_train_target: int, n_test_per_cell: int, subtle: float
 ) -> Iterable[tuple[ClipSpec, np.random.Generator]]:
     cells = [("source", "train", "normal", n_train_source), ("target", "train", "normal", n_train_target)]
-    cells += [(d, "test", lab, n_test_per_cell) for d in _DOMAINS for lab in _LABELS]
+    cells += [(d, "test", lab, n_test_per_cell) for d in DOMAINS for lab in _LABELS]
     for domain, split, label, count in cells:
         for index in range(count):
             rng = clip_rng(seed, machine, domain, split, label, index)

@@ -15,7 +15,7 @@ _LAZY = {
     "load_eat_checkpoint": "frozenasd.encoders.eat_export.checkpoint",
     "inspect_eat_checkpoint": "frozenasd.encoders.eat_export.checkpoint",
     "export_onnx": "frozenasd.encoders.eat_export.export",
-    "UnsafeCheckpointError": "frozenasd.encoders.eat_export.safe_pickle",
+    "UnsafeCheckpointError": "frozenasd.safe_pickle",
 }
 
 __all__ = sorted(_LAZY)

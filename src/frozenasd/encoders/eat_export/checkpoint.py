@@ -1,14 +1,14 @@
 """Load released EAT checkpoints into the encoder's canonical state dict, without fairseq.
 
 A checkpoint is a file or a Hugging Face folder in one of the layouts of :mod:`.layouts`. Pickles are
-read by :mod:`.safe_pickle` (nothing in the file is executed); safetensors files need no pickle at all.
+read by :mod:`frozenasd.safe_pickle` (nothing in the file is executed); safetensors files need no
+pickle at all.
 The encoder's shape, :class:`~frozenasd.encoders.eat_export.config.EATConfig` (re-exported here), needs no
 PyTorch, and neither does checking a file (:func:`inspect_eat_checkpoint`); building tensors does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from frozenasd.encoders.eat_export.config import HEAD_DIM, EATConfig, expected_shapes
 from frozenasd.encoders.eat_export.layouts import detect_layout, hf_config, map_keys, model_cfg
-from frozenasd.encoders.eat_export.torch_zip import StoredTensor, TorchArchive
 from frozenasd.errors import ModelError
+from frozenasd.hashing import file_sha256
+from frozenasd.safe_pickle.torch_zip import StoredTensor, TorchArchive
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +38,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Weights files of the hub port, in order of preference (safetensors cannot hide code).
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _ENCODER_KEYS = ("patch_embed.weight", "positions", "blocks.0.mlp.fc1.weight")
 
@@ -62,15 +64,6 @@ class _Opened:
     def close(self) -> None:
         if self.archive is not None:
             self.archive.close()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_weights_file(path: str | Path) -> Path:

@@ -1,5 +1,8 @@
 """Fetch published EAT weights from the Hugging Face hub, check them, and export them to ONNX.
 
+Which repos hold EAT models is the backbone registry's business (:mod:`frozenasd.backbones.registry`,
+``frozenasd download NAME``); the functions here take a repo id.
+
 Only ``config.json`` and one weights file (``model.safetensors``, else ``pytorch_model.bin``) are
 fetched; the repos' Python files (``modeling_eat.py`` …) are never downloaded or run, and a
 ``pytorch_model.bin`` is read by the restricted loader of :mod:`frozenasd.encoders.eat_export.checkpoint`.
@@ -25,112 +28,22 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frozenasd.encoders.eat_export.checkpoint import file_sha256
+from frozenasd.encoders.eat_export.checkpoint import HF_WEIGHT_FILES
 from frozenasd.errors import ModelError
+from frozenasd.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
 CONFIG_FILE = "config.json"
-# Weights files of the hub port, in order of preference (safetensors cannot hide code).
-HF_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 EAT_GITHUB = "https://github.com/cwx-worst-one/EAT"
 
 
-@dataclass(frozen=True)
-class EATVariant:
-    """One published EAT model: its hub repo and the matching fairseq checkpoint."""
-
-    name: str
-    repo_id: str
-    size: str  # "base" | "large"
-    kind: str  # "pretrain" | "finetune"
-    description: str
-    fairseq_file: str
-    fairseq_url: str
-
-    @property
-    def hub_url(self) -> str:
-        return f"{DEFAULT_ENDPOINT}/{self.repo_id}"
-
-
-# The repos and Google Drive links are those of the EAT README's checkpoint table; the base
-# pre-trained repo is known to hold model.safetensors. Either weights file name is accepted anyway.
-VARIANTS: dict[str, EATVariant] = {
-    v.name: v
-    for v in (
-        EATVariant(
-            "eat-base",
-            "worstchan/EAT-base_epoch30_pretrain",
-            "base",
-            "pretrain",
-            "EAT-base (ViT-B, 88 M), self-supervised on AudioSet-2M for 30 epochs",
-            "EAT-base_epoch30_pt.pt",
-            "https://drive.google.com/file/d/19hfzLgHCkyqTOYmHt8dqVa9nm-weBq4f/view?usp=sharing",
-        ),
-        EATVariant(
-            "eat-base-ft",
-            "worstchan/EAT-base_epoch30_finetune_AS2M",
-            "base",
-            "finetune",
-            "EAT-base, epoch-30 pre-training then fine-tuned on AudioSet-2M tagging",
-            "EAT-base_epoch30_ft.pt",
-            "https://drive.google.com/file/d/1aCYiQmoZv_Gh1FxnR-CCWpNAp6DIJzn6/view?usp=sharing",
-        ),
-        EATVariant(
-            "eat-large",
-            "worstchan/EAT-large_epoch20_pretrain",
-            "large",
-            "pretrain",
-            "EAT-large (ViT-L, 309 M), self-supervised on AudioSet-2M for 20 epochs",
-            "EAT-large_epoch20_pt.pt",
-            "https://drive.google.com/file/d/1PEgriRvHsqrtLzlA478VemX7Q0ZGl889/view?usp=sharing",
-        ),
-        EATVariant(
-            "eat-large-ft",
-            "worstchan/EAT-large_epoch20_finetune_AS2M",
-            "large",
-            "finetune",
-            "EAT-large, epoch-20 pre-training then fine-tuned on AudioSet-2M tagging",
-            "EAT-large_epoch20_ft.pt",
-            "https://drive.google.com/file/d/1b_f_nQAdjM1B6u72OFUtFiUu-4yM2shd/view?usp=sharing",
-        ),
-    )
-}
-
-# fairseq checkpoints (Google Drive, manual download) that `frozenasd export` reads directly.
-FAIRSEQ_CHECKPOINTS: dict[str, str] = {v.fairseq_file: v.description for v in VARIANTS.values()}
-
-MANUAL_DOWNLOAD_HELP = (
-    "The original fairseq checkpoints ("
-    + ", ".join(FAIRSEQ_CHECKPOINTS)
-    + ") are on Google Drive, linked from the checkpoint table of the EAT README ("
-    + EAT_GITHUB
-    + "). Download one by hand and pass its path to `frozenasd export`; it is read without running"
-    " any code it holds. The same models are on the Hugging Face hub: "
-    + ", ".join(f"{v.name} = {v.repo_id}" for v in VARIANTS.values())
-    + "."
-)
-
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def resolve_variant(variant: str) -> EATVariant:
-    """The :class:`EATVariant` called ``variant`` (case-insensitive); a clear error otherwise."""
-    found = VARIANTS.get(variant.strip().lower()) if isinstance(variant, str) else None
-    if found is None:
-        known = ", ".join(f"{v.name} ({v.repo_id})" for v in VARIANTS.values())
-        raise ModelError(
-            f"unknown EAT variant {variant!r}; known variants: {known}. "
-            f"For a fairseq checkpoint file ({', '.join(FAIRSEQ_CHECKPOINTS)}) pass its path to "
-            "`frozenasd export` instead."
-        )
-    return found
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -183,37 +96,35 @@ def _unreachable(endpoint: str, repo_id: str, what: str, error: BaseException) -
 
 # ---------------------------------------------------------------------- download
 def download_weights(
-    variant: str,
+    repo_id: str,
     *,
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     endpoint: str | None = None,
 ) -> Path:
-    """Download (or find in the cache) and check the weights of an EAT variant; return their path.
+    """Download (or find in the cache) and check the EAT weights of hub repo ``repo_id``; return their path.
 
     The path is the weights file (``model.safetensors`` or ``pytorch_model.bin``) in the cache's
     snapshot folder, beside its ``config.json``. ``revision`` is a branch, tag or commit (default
-    ``main``); ``endpoint`` overrides ``HF_ENDPOINT``. Raises :class:`ModelError` for an unknown
-    variant, an unreachable hub with nothing cached, or a file that fails its checks (the file is
-    then deleted from the cache).
+    ``main``); ``endpoint`` overrides ``HF_ENDPOINT``. Raises :class:`ModelError` for an unreachable
+    hub with nothing cached, or a file that fails its checks (the file is then deleted from the cache).
     """
-    spec = resolve_variant(variant)
     base = hub_endpoint(endpoint)
     cache = hub_cache_dir(cache_dir)
     rev = revision or DEFAULT_REVISION
 
-    listed = _list_repo(spec.repo_id, rev, base)
+    listed = _list_repo(repo_id, rev, base)
     if isinstance(listed, BaseException):
-        config, weights = _from_cache(spec.repo_id, rev, cache, base, listed)
+        config, weights = _from_cache(repo_id, rev, cache, base, listed)
     else:
-        name = next((f for f in HF_WEIGHTS_FILES if f in listed), None)
+        name = next((f for f in HF_WEIGHT_FILES if f in listed), None)
         if name is None or CONFIG_FILE not in listed:
             raise ModelError(
-                f"{spec.repo_id}@{rev} on {base} does not hold the expected files ({CONFIG_FILE} and one "
-                f"of {', '.join(HF_WEIGHTS_FILES)}); it holds: {', '.join(sorted(listed)) or 'nothing'}"
+                f"{repo_id}@{rev} on {base} does not hold the expected files ({CONFIG_FILE} and one "
+                f"of {', '.join(HF_WEIGHT_FILES)}); it holds: {', '.join(sorted(listed)) or 'nothing'}"
             )
-        config = _fetch(spec.repo_id, CONFIG_FILE, rev, cache, base)
-        weights = _fetch(spec.repo_id, name, rev, cache, base)
+        config = _fetch(repo_id, CONFIG_FILE, rev, cache, base)
+        weights = _fetch(repo_id, name, rev, cache, base)
 
     _check_sha256(config)
     _check_sha256(weights)
@@ -269,7 +180,7 @@ def _from_cache(
             return None
 
     config = cached(CONFIG_FILE)
-    for name in HF_WEIGHTS_FILES:
+    for name in HF_WEIGHT_FILES:
         weights = cached(name)
         if config is not None and weights is not None:
             logger.warning("%s could not be reached; using the cached %s", endpoint, weights)
@@ -379,18 +290,16 @@ def _check_checkpoint(weights: Path, config: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------ export
 def download_and_export(
-    variant: str,
-    output: str | os.PathLike | None = None,
+    repo_id: str,
+    output: str | os.PathLike,
     *,
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     endpoint: str | None = None,
     use_ema: bool = False,
 ) -> Path:
-    """Download and check an EAT variant, then export it to ONNX (default ``./<variant>.onnx``)."""
+    """Download and check the EAT weights of hub repo ``repo_id``, then export them to ONNX at ``output``."""
     from frozenasd.encoders.eat_export.export import export_onnx
 
-    spec = resolve_variant(variant)
-    weights = download_weights(spec.name, cache_dir=cache_dir, revision=revision, endpoint=endpoint)
-    target = Path(output) if output is not None else Path.cwd() / f"{spec.name}.onnx"
-    return export_onnx(weights, target, use_ema=use_ema)
+    weights = download_weights(repo_id, cache_dir=cache_dir, revision=revision, endpoint=endpoint)
+    return export_onnx(weights, Path(output), use_ema=use_ema)

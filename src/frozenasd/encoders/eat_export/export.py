@@ -35,8 +35,9 @@ from torch import nn
 from frozenasd import __version__
 from frozenasd.encoders.eat_export.checkpoint import load_eat_checkpoint
 from frozenasd.encoders.eat_export.model import Attention, EATConfig, EATEncoder, multi_head_attention
-from frozenasd.encoders.metadata import EAT_FRONTEND, LAYOUT_B3FT, encode_metadata
+from frozenasd.encoders.metadata import encode_metadata
 from frozenasd.errors import ModelError
+from frozenasd.frontends import EAT_FRONTEND, LAYOUT_B3FT
 
 log = logging.getLogger(__name__)
 

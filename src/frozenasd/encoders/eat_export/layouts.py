@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from frozenasd.encoders.eat_export.pickle_globals import to_plain
 from frozenasd.errors import ModelError
+from frozenasd.safe_pickle.pickle_globals import to_plain
 
 _IMAGE = "modality_encoders.IMAGE."
 # fairseq student / teacher names -> canonical names (blocks.* keep their names)

@@ -13,14 +13,29 @@ resolves only the few globals such files contain, each to a function that builds
   omegaconf ``DictConfig`` included) back into dicts and lists (:mod:`.pickle_globals`).
 
 Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``...) raises
-:class:`UnsafeCheckpointError` before anything is called. This module is the public entry point; it
-gathers the names of the two modules that implement it.
+:class:`UnsafeCheckpointError` before anything is called. What a file may make the reader do is
+bounded by budgets: ``MAX_PICKLE_BYTES`` and ``MAX_PICKLE_OPS`` for ``data.pkl`` (checked before it is
+unpickled), ``MAX_ITEMS``, ``MAX_DEPTH`` and ``MAX_NODES`` for what the allowed calls build and walk.
+
+Both readers of ``torch.save`` files use this package: the EAT checkpoint loader
+(:mod:`frozenasd.encoders.eat_export.checkpoint`) and the aiSFX backbone builder
+(:mod:`frozenasd.backbones.aisfx_onnx`). It needs numpy only, never PyTorch. This module is the public
+entry point; it gathers the names of the two modules that implement it.
 """
 
 from __future__ import annotations
 
-from frozenasd.encoders.eat_export.pickle_globals import InertObject, UnsafeCheckpointError, to_plain
-from frozenasd.encoders.eat_export.torch_zip import (
+from frozenasd.safe_pickle.pickle_globals import (
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_NODES,
+    MAX_PICKLE_BYTES,
+    MAX_PICKLE_OPS,
+    InertObject,
+    UnsafeCheckpointError,
+    to_plain,
+)
+from frozenasd.safe_pickle.torch_zip import (
     RestrictedUnpickler,
     StoredTensor,
     TorchArchive,
@@ -29,6 +44,11 @@ from frozenasd.encoders.eat_export.torch_zip import (
 )
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "MAX_NODES",
+    "MAX_PICKLE_BYTES",
+    "MAX_PICKLE_OPS",
     "InertObject",
     "RestrictedUnpickler",
     "StoredTensor",

@@ -4,7 +4,7 @@ A ``torch.save`` file is a zip archive holding ``<prefix>/data.pkl`` (a pickle) 
 ``<prefix>/data/<key>`` per tensor storage. The pickle is read by :class:`RestrictedUnpickler`: tensors
 (``torch._utils._rebuild_tensor_v2`` and friends, the ``torch.*Storage`` types) become
 :class:`StoredTensor` records whose bytes are read from the archive only when asked for; every other
-global must be allowed by :func:`~frozenasd.encoders.eat_export.pickle_globals.plain_global`.
+global must be allowed by :func:`~frozenasd.safe_pickle.pickle_globals.plain_global`.
 
 ``data.pkl`` is read only when it declares and holds at most ``MAX_PICKLE_BYTES`` and at most
 ``MAX_PICKLE_OPS`` opcodes (counted before anything is unpickled). A tensor must fit in its storage
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.encoders.eat_export.pickle_globals import (
+from frozenasd.errors import ModelError
+from frozenasd.safe_pickle.pickle_globals import (
     MAX_PICKLE_BYTES,
     MAX_PICKLE_OPS,
     UnsafeCheckpointError,
@@ -35,7 +36,6 @@ from frozenasd.encoders.eat_export.pickle_globals import (
     python3_name,
     stub_class,
 )
-from frozenasd.errors import ModelError
 from frozenasd.zip_limits import read_member
 
 # Storage type names as torch pickles them, with the numpy dtype of their elements (``None``: bfloat16,
