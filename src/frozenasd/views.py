@@ -47,11 +47,10 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "robust": Preset(
-        (Branch("logmel", "max", "mahalanobis", "rms"), Branch("aisfx", "mean", "mahalanobis", "peak")),
+        (Branch("logmel", "max", "mahalanobis"), Branch("aisfx", "mean", "mahalanobis", "peak")),
         "max",
-        "log-mel bands max-pooled over time (short clicks and impacts; RMS-normalised clips) + aiSFX's "
-        "mean embedding (the sound's character; peak-normalised clips), each with Mahalanobis; the "
-        "larger z-score",
+        "log-mel bands max-pooled over time (short clicks and impacts) + aiSFX's mean embedding of "
+        "peak-normalised clips (the sound's character), each with Mahalanobis; the larger z-score",
     ),
     "spectral": Preset(
         (Branch("logmel", "max", "mahalanobis", "rms"), Branch("logmel", "quantiles", "mahalanobis")),
@@ -60,12 +59,12 @@ PRESETS: dict[str, Preset] = {
         "90th percentile and maximum over time, each with Mahalanobis; the larger z-score",
     ),
     "robust-yamnet": Preset(
-        (Branch("logmel", "max", "mahalanobis", "rms"), Branch("yamnet", "mean", "mahalanobis", "peak")),
+        (Branch("logmel", "max", "mahalanobis"), Branch("yamnet", "mean", "mahalanobis", "peak")),
         "max",
         "as robust, with YAMNet's mean embedding in place of aiSFX's",
     ),
     "robust-eat": Preset(
-        (Branch("logmel", "max", "mahalanobis", "rms"), Branch("eat-base", "mean", "mahalanobis", "peak")),
+        (Branch("logmel", "max", "mahalanobis"), Branch("eat-base", "mean", "mahalanobis", "peak")),
         "max",
         "as robust, with EAT-base's mean patch token in place of aiSFX's (needs the EAT export)",
     ),
