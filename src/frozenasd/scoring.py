@@ -27,12 +27,15 @@ import numpy as np
 
 from frozenasd.dcase import Clip
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.embed import Views
 from frozenasd.encoder_identity import check_encoder, encoder_facts, saved_branches
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import ModelError, SettingsError
+from frozenasd.fitting import fit_on_normals
 from frozenasd.frames import frame_detector, pipeline_frame_scores, width_problem
 from frozenasd.inputs import Inputs, check_machine_name, input_clips
-from frozenasd.run import RunSettings, Views, fit_on_normals, versions
+from frozenasd.records import versions
+from frozenasd.settings import RunSettings
 from frozenasd.views import Branch
 
 __all__ = ["ScoringModel", "Scored", "model_settings"]
@@ -169,9 +172,7 @@ class ScoringModel:
         self.threshold = _finite_threshold(info.get("threshold"), source or "the model")
         self.source = source or "the fitted model"
         # Scoring reads no cache: a file's embeddings are computed, whatever a run stored for it.
-        self._views = Views(
-            views.extractors, [None] * len(views.extractors), views.branch_views, views.labels
-        )
+        self._views = views.without_cache()
 
     # ---------------------------------------------------------------------------------------- fit
     @classmethod

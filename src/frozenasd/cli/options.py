@@ -13,7 +13,7 @@ from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import FrozenASDError
 
 if TYPE_CHECKING:
-    from frozenasd.run import RunSettings
+    from frozenasd.settings import RunSettings
 
 
 MODEL_HELP = (
