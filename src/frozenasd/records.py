@@ -17,7 +17,7 @@ import numpy as np
 from frozenasd import __version__
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import official_score
-from frozenasd.output_names import REPORT_HTML, RUN_JSON, SUMMARY_MD
+from frozenasd.output_names import METRICS_TXT, REPORT_HTML, RUN_JSON, SCORES_CSV, SUMMARY_MD
 from frozenasd.outputs import printable, printable_data
 from frozenasd.report import MachineReport, write_report
 
@@ -110,11 +110,11 @@ def summary_text(reports: Sequence[MachineReport], failed: dict[str, str] | None
             notes.append(
                 f"- {r.machine}: {len(r.unscored)} test clip(s) could not be scored and are missing from the "
                 f"submission files: {_names(r.unscored)}"
-                f" (reasons in {r.machine}'s metrics.txt and run.json)"
+                f" (reasons in {r.machine}'s {METRICS_TXT} and {RUN_JSON})"
             )
         if r.not_in_submission:
             notes.append(
-                f"- {r.machine}: {len(r.not_in_submission)} test clip(s) are scored (scores.csv) but left "
+                f"- {r.machine}: {len(r.not_in_submission)} test clip(s) are scored ({SCORES_CSV}) but left "
                 "out of the submission files, their section number being too long: "
                 + _names(r.not_in_submission)
             )

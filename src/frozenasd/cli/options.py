@@ -171,7 +171,7 @@ OPTION_NAMES = {
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
     """The run settings the shared options describe: one view (``--model``) or a fusion of views."""
-    from frozenasd.scoring import model_settings
+    from frozenasd.settings import model_settings
 
     if args.no_cache:
         cache_dir = None

@@ -176,7 +176,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="machine types to run (default: every machine folder under --data)",
     )
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
-    p.add_argument("-o", "--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
+    p.add_argument(
+        "-o", "--out", default=".", help=f"outputs go to <out>/{machine_dir_name('<machine>')}/ (default: .)"
+    )
     add_run_options(p)
     add_threshold_options(p)
     add_fusion_options(p)
@@ -225,7 +227,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         epilog=examples("frozenasd evaluate results --data dataset --json results/eval.json"),
     )
-    p.add_argument("results", help="folder with anomaly_score_*.csv and decision_result_*.csv files")
+    p.add_argument("results", help=f"folder with {ANOMALY_SCORE}_*.csv and {DECISION_RESULT}_*.csv files")
     p.add_argument(
         "--ground-truth",
         default=None,
