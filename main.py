@@ -12,7 +12,7 @@ from pathlib import Path
 
 from frozenasd.cli import HelpFormatter, add_aliases, add_run_options, examples, print_summary, settings_from
 from frozenasd.errors import FrozenASDError
-from frozenasd.run import run
+from frozenasd.workflows.run import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir = Path(args.out or f"results_{args.machine}")
     try:
-        results = run(
+        result = run(
             Path(args.data),
             [args.machine],
             out_dir,
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except FrozenASDError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    code = print_summary(results)
+    code = print_summary(result.metrics)
     print(f"outputs in {out_dir.resolve()}")
     return code
 

@@ -49,7 +49,8 @@ from frozenasd.dcase import discover_machines, list_clips
 from frozenasd.errors import FrozenASDError
 from frozenasd.evaluate import format_table
 from frozenasd.metrics import official_score
-from frozenasd.run import RunSettings, run
+from frozenasd.settings import RunSettings
+from frozenasd.workflows.run import run
 
 SECTION = "## Accuracy (benchmarks/accuracy.py)"
 EMBEDDINGS = {
@@ -296,7 +297,7 @@ def measure(config: Config, data: DataSet, out: Path) -> Outcome:
     start = time.perf_counter()
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            results = run(data.root, None, out, config.settings)
+            results = run(data.root, None, out, config.settings).metrics
     except Exception as exc:  # noqa: BLE001 - one configuration must not end the harness
         return Outcome(error=describe_error(exc), seconds=time.perf_counter() - start)
     outcome = Outcome(results=results, seconds=time.perf_counter() - start)

@@ -26,8 +26,9 @@ from _common import machine, write_section
 
 from frozenasd.encoders.patch_encoder import build_patch_encoder
 from frozenasd.pipeline import DETECTORS
-from frozenasd.run import RunSettings, run
+from frozenasd.settings import RunSettings
 from frozenasd.synth import synthesize
+from frozenasd.workflows.run import run
 
 SECTION = "## Re-scoring from the cache (benchmarks/rescoring.py)"
 MACHINES = {  # folder name → (synthetic model, seed)
@@ -59,7 +60,7 @@ def build_data(root: Path) -> Path:
 def timed_run(data: Path, out: Path, settings: RunSettings) -> float:
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):
-        results = run(data, None, out, settings)
+        results = run(data, None, out, settings).metrics
     seconds = time.perf_counter() - start
     failed = [m for m, r in results.items() if isinstance(r, str)]
     if failed:

@@ -24,7 +24,7 @@ from _common import machine, write_section
 
 from frozenasd.backbones import prepare
 from frozenasd.fitted import fit_files, score_files
-from frozenasd.run import RunSettings
+from frozenasd.settings import RunSettings
 from frozenasd.synth import synthesize
 from frozenasd.views import PRESETS
 

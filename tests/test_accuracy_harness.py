@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from conftest import write_tiny_dataset
 
-from frozenasd.run import run
+from frozenasd.workflows.run import run
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -131,7 +131,7 @@ def test_every_configuration_on_every_data_set_with_the_worst_machine(
     # The numbers are those of `frozenasd run` with the same options.
     config = harness.make_config("again", ["--model", str(patch_encoder), "--detector", "knn"], [])
     config.settings.cache_dir, config.settings.progress = None, False
-    results = run(two, None, tmp_path / "again", config.settings)
+    results = run(two, None, tmp_path / "again", config.settings).metrics
     assert rows[grid[0]]["two: valve"] == f"{100 * results['valve']['hmean']:.2f}"
     assert "<details>" in text and "| harmonic mean |" in text
     saved = {c["name"]: c for c in json.loads((tmp_path / "accuracy.json").read_text())["configs"]}

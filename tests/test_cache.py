@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import frozenasd.run as run_module
+import frozenasd.embed.executor as executor_module
 from frozenasd.cache import EmbeddingCache, cache_key, clip_identity
 from frozenasd.dcase import list_clips
+from frozenasd.embed import embed_clips, open_cache
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import AudioError
-from frozenasd.run import RunSettings, embed_clips, open_cache, run
+from frozenasd.settings import RunSettings
+from frozenasd.workflows.run import run
 
 
 def test_store_and_load_round_trip(tmp_path):
@@ -155,7 +157,7 @@ def test_second_run_reads_every_embedding_from_the_cache(tiny_dataset, patch_enc
 
 
 def test_a_killed_run_resumes_where_it_stopped(tiny_dataset, patch_encoder, tmp_path, monkeypatch):
-    monkeypatch.setattr(run_module, "CHUNK", 8)
+    monkeypatch.setattr(executor_module, "CHUNK", 8)
     settings = settings_for(patch_encoder, tmp_path / "cache")
     clips = list_clips(tiny_dataset, "fan", "test")
     dying = settings.extractor().fit()
@@ -200,10 +202,10 @@ def test_changing_only_the_detector_rescoring_uses_the_cache(
     cache_dir = tmp_path / "cache"
     run(tiny_dataset, ["fan"], tmp_path / "a", settings_for(patch_encoder, cache_dir))
     loads = []
-    monkeypatch.setattr(run_module, "load_audio", lambda *a, **k: loads.append(a) or np.zeros(16000))
+    monkeypatch.setattr(executor_module, "load_audio", lambda *a, **k: loads.append(a) or np.zeros(16000))
     results = run(
         tiny_dataset, ["fan"], tmp_path / "b", settings_for(patch_encoder, cache_dir, n_components=3)
-    )
+    ).metrics
     assert loads == [] or all("9999" in str(a[0]) for a in loads)  # only the unusable clips are retried
     assert results["fan"]["auc"] > 0.9
 

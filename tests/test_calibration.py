@@ -18,8 +18,9 @@ from frozenasd.audio import load_audio
 from frozenasd.detectors import FlooredStandardScaler, KNNDetector, MahalanobisDetector
 from frozenasd.detectors.crossfit import fold_ids, loo_scaler_stats
 from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
-from frozenasd.run import RunSettings, run_machine
+from frozenasd.settings import RunSettings
 from frozenasd.views import Branch
+from frozenasd.workflows.run import run_machine
 
 N_SPLITS = 5
 

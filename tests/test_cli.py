@@ -16,6 +16,7 @@ import pytest
 
 from frozenasd.cli import build_parser, main
 from frozenasd.cli.vocabulary import ALIASES
+from frozenasd.workflows.run import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_SPELLING = re.compile(r"(?<![\w-])(" + "|".join(s for old in ALIASES.values() for s in old) + r")\b")
@@ -145,7 +146,7 @@ def test_main_py_takes_the_same_spellings_and_ends_its_help_with_an_example(
 
     calls = []
     monkeypatch.setattr(seed, "run", lambda data, machines, out, settings, **_: calls.append(
-        (data, machines, out, settings.model_path)) or {})  # fmt: skip
+        (data, machines, out, settings.model_path)) or RunResult({}, ""))  # fmt: skip
     new = ["--data", "d", "--machine", "pump", "--model", str(patch_encoder), "--out", "o"]
     old = ["--dataset", "d", "--machines", "pump", "--backbone", str(patch_encoder), "--output", "o"]
     assert seed.main(new) == 0 and seed.main(old) == 0 and seed.main([*new[:-2], "-o", "o"]) == 0

@@ -205,17 +205,17 @@ def test_run_writes_dcase_submission_files_that_evaluate_reads(tiny_dataset, pat
 
 @pytest.mark.parametrize("detector", ["knn", "domain-banks", "domain-banks-smote", "mahalanobis"])
 def test_every_detector_runs_end_to_end(detector, tiny_dataset, patch_encoder, tmp_path):
-    from frozenasd.run import RunSettings
-    from frozenasd.run import run as run_machines
+    from frozenasd.settings import RunSettings
+    from frozenasd.workflows.run import run as run_machines
 
     settings = RunSettings(
         model_path=patch_encoder, detector=detector, progress=False, cache_dir=tmp_path / "c"
     )
     results = run_machines(tiny_dataset, ["fan"], tmp_path, settings)
     metrics = check_outputs(tmp_path / "results_fan", min_auc=0.75)
-    assert results["fan"]["auc"] == metrics["auc"]
+    assert results.metrics["fan"]["auc"] == metrics["auc"]
     # leave-one-out training scores put the threshold inside the training range, not at its bottom
-    threshold = results["fan"]["threshold"]
+    threshold = results.machines["fan"].threshold
     assert 0.1 < threshold < 1.5
     scores = dict(
         line.split(",") for line in (tmp_path / "anomaly_score_fan_section_00_test.csv").read_text().split()

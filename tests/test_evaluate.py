@@ -10,7 +10,7 @@ import pytest
 from frozenasd.errors import LayoutError
 from frozenasd.evaluate import evaluate_submission, format_table, write_json
 from frozenasd.metrics import machine_metrics
-from frozenasd.outputs import write_submission
+from frozenasd.submission import write_submission
 
 MACHINES = ("fan", "valve")
 

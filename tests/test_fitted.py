@@ -17,7 +17,8 @@ from frozenasd.errors import FrozenASDError, LayoutError, ModelError
 from frozenasd.fitted import audio_files, fit_files, fit_machine, score_files
 from frozenasd.hashing import file_sha256
 from frozenasd.outputs import read_scores_csv
-from frozenasd.run import RunSettings, run
+from frozenasd.settings import RunSettings
+from frozenasd.workflows.run import run
 
 
 @pytest.mark.parametrize("detector", ["kmeansNN", "domain-banks"])
@@ -33,7 +34,7 @@ def test_saved_model_scores_like_the_run(detector, tiny_dataset, patch_encoder, 
     np.testing.assert_array_equal(scored.decisions, scored.scores > info["threshold"])
 
     results = run(tiny_dataset, ["fan"], tmp_path / "run", settings)
-    assert results["fan"]["threshold"] == pytest.approx(info["threshold"])
+    assert results.machines["fan"].threshold == pytest.approx(info["threshold"])
     paths, run_scores, _ = read_scores_csv(tmp_path / "run" / "results_fan" / "scores.csv")
     by_name = dict(zip((p.name for p in scored.paths), scored.scores, strict=True))
     np.testing.assert_allclose([by_name[p.split("/")[-1]] for p in paths], run_scores, rtol=1e-6, atol=1e-7)

@@ -20,13 +20,14 @@ from frozenasd.detector_io import load_scoring_pipeline, save_scoring_pipeline
 from frozenasd.detectors import FrameBank
 from frozenasd.detectors.coreset import covering_radius, greedy_kcenter
 from frozenasd.detectors.nearest import nearest_distances
+from frozenasd.embed import embed_clips, open_cache
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError
 from frozenasd.frames import pipeline_frame_scores, resolve_pooling
 from frozenasd.frontends import get_frontend
 from frozenasd.pipeline import make_detector, scoring_pipeline
-from frozenasd.run import RunSettings, embed_clips, open_cache
+from frozenasd.settings import RunSettings
 
 D = 6  # values per synthetic frame
 
@@ -485,7 +486,7 @@ def test_run_fit_and_score_with_a_frame_bank(tiny_dataset, tmp_path):
 
 
 def test_other_detectors_write_no_frame_scores(tiny_dataset, tmp_path):
-    from frozenasd.run import run_machine
+    from frozenasd.workflows.run import run_machine
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "frame_scores.csv").write_text("stale\n")

@@ -327,7 +327,7 @@ def test_run_skips_clips_shorter_than_one_frame_with_every_frontend(tmp_path, fr
     import soundfile as sf
 
     from frozenasd.dcase import Clip
-    from frozenasd.run import embed_clips
+    from frozenasd.embed import embed_clips
 
     model = mean_model(tmp_path / "m.onnx", shape, {"name": frontend}, axes, dim)
     clips = []

@@ -15,11 +15,12 @@ from frozenasd.backbones import prepare
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
 from frozenasd.detectors import FusionDetector
 from frozenasd.detectors.fusion import combine, robust_location_spread
+from frozenasd.embed import Views
 from frozenasd.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import ModelError
 from frozenasd.fitted import audio_files, fit_machine, score_files
 from frozenasd.pipeline import make_detector, scoring_pipeline
-from frozenasd.run import RunSettings, Views
+from frozenasd.settings import RunSettings
 from frozenasd.views import PRESETS, Branch, default_preset, parse_branch, parse_fusion
 
 

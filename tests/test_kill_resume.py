@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frozenasd.run import CHUNK
+from frozenasd.embed.executor import CHUNK
 
 # Runs `frozenasd` with a SIGKILL at a chosen point: while the cache writes the chunk after the first
 # N ("chunk:N"), leaving part of its temporary file, or when the report is about to be written.
 KILLED_RUN = r"""
 import os, signal, sys
 import numpy as np
-import frozenasd.run
+import frozenasd.records
 from frozenasd.cli import main
 
 where = sys.argv[1]
@@ -42,7 +42,7 @@ def dying_savez(f, **arrays):
 
 np.savez = dying_savez
 if where == "report":
-    frozenasd.run.write_report = lambda *a, **k: kill("killed before the report")
+    frozenasd.records.write_report = lambda *a, **k: kill("killed before the report")
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import frozenasd.run as run_module
+import frozenasd.records as records_module
 from frozenasd.cli import main
 from frozenasd.evaluate import evaluate_submission
 from frozenasd.outputs import printable, read_metrics_txt, read_scores_csv
-from frozenasd.run import RunSettings, run
+from frozenasd.settings import RunSettings
+from frozenasd.workflows.run import run
 
 GOOD = "section_00_source_test_normal_0000_noAttribute.wav"
 BROKEN = "section_00_source_test_normal_9999_noAttribute.wav"
@@ -39,7 +40,7 @@ def test_sections_of_three_or_more_digits_do_not_sink_the_machine(tiny_dataset, 
     too_long = "section_" + "9" * 20 + "_source_test_normal_0100_noAttribute.wav"
     shutil.copy(test / GOOD.replace("_00_", "_123_"), test / too_long)
     out = tmp_path / "out"
-    results = run(data, ["fan"], out, settings_for(patch_encoder, tmp_path))
+    results = run(data, ["fan"], out, settings_for(patch_encoder, tmp_path)).metrics
     assert isinstance(results["fan"], dict), results["fan"]
     rows = (out / "anomaly_score_fan_section_123_test.csv").read_text().splitlines()
     assert len(rows) == 40 and all(r.startswith("section_123_") for r in rows)
@@ -59,7 +60,7 @@ def test_odd_file_names_are_written_safely_and_evaluate_matches_them(tiny_datase
         shutil.copy(test / GOOD, test / f"section_00_source_test_normal_{100 + k}_{part}.wav")
     (test / os.fsdecode(b"section_00_source_test_normal_0200_\xfe.wav")).write_bytes(b"not audio")
     out = tmp_path / "out"
-    results = run(data, ["fan"], out, settings_for(patch_encoder, tmp_path))
+    results = run(data, ["fan"], out, settings_for(patch_encoder, tmp_path)).metrics
     assert isinstance(results["fan"], dict), results["fan"]
 
     texts = {name: (out / "results_fan" / name).read_text(encoding="utf-8") for name in OUTPUTS}
@@ -119,7 +120,7 @@ def test_an_unreadable_test_folder_fails_only_its_machine(tiny_dataset, patch_en
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
     out = tmp_path / "out"
-    results = run(data, None, out, settings_for(patch_encoder, tmp_path))
+    results = run(data, None, out, settings_for(patch_encoder, tmp_path)).metrics
     assert results["pump"] == f"{locked}: cannot list the 'test' folder (Permission denied)"
     assert isinstance(results["fan"], dict)
     assert f"- pump: not scored: {locked}: cannot list" in (out / "summary.md").read_text()
@@ -157,7 +158,7 @@ def test_a_run_stopped_before_its_report_leaves_no_earlier_report(
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_module, "write_report", killed)
+    monkeypatch.setattr(records_module, "write_report", killed)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_dataset, ["fan"], out, settings_for(patch_encoder, tmp_path))
     assert not (out / "report.html").exists()
@@ -168,7 +169,7 @@ def test_equal_section_numbers_share_their_submission_files(tmp_path):
     import numpy as np
 
     from frozenasd.dcase import Clip
-    from frozenasd.run import write_submission_files
+    from frozenasd.submission import write_submission_files
 
     names = [
         "section_0_source_test_normal_0000.wav",

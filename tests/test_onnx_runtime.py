@@ -82,7 +82,7 @@ def test_resamples_input_given_at_another_rate(patch_encoder):
 def test_a_frontend_at_another_rate_sees_files_at_their_true_speed(tmp_path):
     """A file is read once at the frontend's rate and embedded as is: same duration, same pitch."""
     from frozenasd.dcase import Clip
-    from frozenasd.run import embed_clips
+    from frozenasd.embed import embed_clips
 
     rate = 22050
     encoder = build_patch_encoder(tmp_path / "enc22k.onnx", embed_dim=8, sample_rate=rate)
@@ -106,7 +106,7 @@ def test_a_frontend_at_another_rate_sees_files_at_their_true_speed(tmp_path):
 
 def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_dataset):
     from frozenasd.dcase import list_clips
-    from frozenasd.run import embed_clips
+    from frozenasd.embed import embed_clips
 
     encoder = build_patch_encoder(tmp_path / "short.onnx", embed_dim=8, max_frames=64)
     ext = ONNXFeatureExtractor(encoder).fit()
@@ -136,20 +136,20 @@ def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_da
 
 
 def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_encoder, monkeypatch):
-    import frozenasd.run as run_module
+    import frozenasd.embed.executor as executor_module
     from frozenasd.dcase import list_clips
-    from frozenasd.run import embed_clips
+    from frozenasd.embed import embed_clips
 
     clips = list_clips(tiny_dataset, "fan", "test")
     huge = clips[3].path
-    real = run_module.load_audio
+    real = executor_module.load_audio
 
     def load(path, *args, **kwargs):
         if path == huge:
             raise MemoryError
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "load_audio", load)
+    monkeypatch.setattr(executor_module, "load_audio", load)
     messages: list[str] = []
     ext = ONNXFeatureExtractor(patch_encoder).fit()
     embedded = embed_clips(ext, clips, progress=False, warn=messages.append)
@@ -161,7 +161,7 @@ def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_en
 def test_of_a_long_recording_only_what_the_encoder_takes_is_read(tmp_path, monkeypatch):
     import frozenasd.audio as audio
     from frozenasd.dcase import Clip
-    from frozenasd.run import embed_clips
+    from frozenasd.embed import embed_clips
 
     encoder = build_patch_encoder(tmp_path / "short.onnx", embed_dim=8, max_frames=64)  # 0.66 s
     rng = np.random.default_rng(3)
@@ -195,7 +195,7 @@ def test_long_examples_go_in_smaller_batches(patch_encoder, monkeypatch):
 
 def test_a_clip_the_encoder_fails_on_is_skipped_and_its_batch_kept(tiny_dataset, patch_encoder, monkeypatch):
     from frozenasd.dcase import list_clips
-    from frozenasd.run import embed_clips
+    from frozenasd.embed import embed_clips
 
     clips = list_clips(tiny_dataset, "fan", "test")
     ext = ONNXFeatureExtractor(patch_encoder).fit()

@@ -22,8 +22,8 @@ from frozenasd.outputs import (
     read_scores_csv,
     write_metrics_txt,
     write_scores_csv,
-    write_submission,
 )
+from frozenasd.submission import section_id, write_submission
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -282,7 +282,7 @@ def test_section_numbers_of_any_length_name_submission_files(tmp_path, section, 
 @pytest.mark.parametrize("section", ["1" * 17, "²", "-1", "1.5"])
 def test_section_numbers_that_cannot_name_a_file(section):
     with pytest.raises(ValueError, match="section must be a number of at most 16 digits"):
-        outputs.section_id(section)
+        section_id(section)
 
 
 def test_csv_outputs_read_back_names_with_line_breaks_commas_quotes_and_bad_bytes(tmp_path):

@@ -18,7 +18,7 @@ from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_sco
 from frozenasd.errors import AudioError, FrozenASDError, ModelError
 from frozenasd.fitted import fit_files, score_files
 from frozenasd.metrics import gamma_threshold
-from frozenasd.run import RunSettings
+from frozenasd.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

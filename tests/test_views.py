@@ -16,6 +16,7 @@ from frozenasd.backbones import format_backbones_table, prepare, resolve_model, 
 from frozenasd.dcase import list_clips
 from frozenasd.demo import DemoData, run_demo
 from frozenasd.detector_io import pipeline_info
+from frozenasd.embed import embed_clips, open_cache
 from frozenasd.encoders.metadata import METADATA_KEY, decode_metadata
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import (
@@ -29,7 +30,7 @@ from frozenasd.encoders.pooling import (
 from frozenasd.fbank import eat_features, num_frames
 from frozenasd.fitted import audio_files, fit_machine, score_files
 from frozenasd.frontends import get_frontend
-from frozenasd.run import RunSettings, embed_clips, open_cache
+from frozenasd.settings import RunSettings
 
 RNG = np.random.default_rng(7)
 

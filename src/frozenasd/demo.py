@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from frozenasd.errors import FrozenASDError
-from frozenasd.run import RunSettings, run
+from frozenasd.settings import RunSettings
 from frozenasd.synth import MACHINES, synthesize
+from frozenasd.workflows.run import run
 
 DATA_MARKER = ".frozenasd-demo.json"
 
@@ -63,11 +64,13 @@ def ensure_data(folder: Path, spec: DemoData, progress: bool = True) -> Path:
 
 @dataclass
 class DemoResult:
-    """Where the demo wrote its outputs, its per-machine metrics and how long each stage took."""
+    """Where the demo wrote its outputs, its per-machine metrics (or errors), how long each stage took
+    and the text of its ``summary.md``."""
 
     out: Path
     results: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    summary: str = ""
 
 
 def run_demo(
@@ -128,6 +131,6 @@ def run_demo(
         )
     seconds["models"] = time.perf_counter() - start
     start = time.perf_counter()
-    results = run(data_dir, list(spec.machines), out / "results", settings)
+    outcome = run(data_dir, list(spec.machines), out / "results", settings)
     seconds["run"] = time.perf_counter() - start
-    return DemoResult(out / "results", results, seconds)
+    return DemoResult(out / "results", outcome.metrics, seconds, outcome.summary)

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from frozenasd.cache import file_sha256
 from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import ModelError
+from frozenasd.hashing import file_sha256
 from frozenasd.views import Branch
 
 

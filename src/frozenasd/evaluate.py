@@ -24,7 +24,6 @@ import csv
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,21 @@ import numpy as np
 from frozenasd.dcase import DOMAINS, discover_machines, list_clips
 from frozenasd.errors import LayoutError
 from frozenasd.metrics import clipped_hmean, domain_decision_metrics, machine_metrics, official_score
-from frozenasd.outputs import domain_from_name, label_from_name, printable, section_id
+from frozenasd.output_names import (
+    ANOMALY_SCORE,
+    DECISION_RESULT,
+    GROUND_TRUTH,
+    section_file_glob,
+    section_file_name,
+    section_file_pattern,
+)
+from frozenasd.outputs import domain_from_name, label_from_name, printable
+from frozenasd.submission import section_id
 
 PathLike = str | os.PathLike
 
-_SCORE_FILE = re.compile(r"^anomaly_score_(?P<machine>[^_]+)_section_(?P<section>[0-9]{2,})_test\.csv$")
-_GT_FILE = re.compile(r"^ground_truth_(?P<machine>[^_]+)_section_(?P<section>[0-9]{2,})_test\.csv$")
+_SCORE_FILE = section_file_pattern(ANOMALY_SCORE)
+_GT_FILE = section_file_pattern(GROUND_TRUTH)
 _DOMAIN_NAMES = dict(enumerate(DOMAINS))  # the ground-truth domain files code 0 source, 1 target
 _TABLE_KEYS = ("auc_source", "auc_target", "pauc", "hmean")
 
@@ -92,10 +100,11 @@ def _find_score_files(result_dir: Path) -> dict[tuple[str, str], Path]:
             found[(m["machine"], m["section"])] = path
     if not found:
         raise LayoutError(
-            f"{result_dir}: no anomaly score file (anomaly_score_<machine>_section_<SS>_test.csv) found"
+            f"{result_dir}: no anomaly score file "
+            f"({section_file_name(ANOMALY_SCORE, '<machine>', '<SS>')}) found"
         )
-    for path in sorted(result_dir.glob("decision_result_*_section_*_test.csv")):
-        score_name = "anomaly_score_" + path.name[len("decision_result_") :]
+    for path in sorted(result_dir.glob(section_file_glob(DECISION_RESULT))):
+        score_name = ANOMALY_SCORE + path.name.removeprefix(DECISION_RESULT)
         if not (result_dir / score_name).is_file():
             raise LayoutError(f"{path}: decision file without its anomaly score file {score_name}")
     return found
@@ -103,7 +112,7 @@ def _find_score_files(result_dir: Path) -> dict[tuple[str, str], Path]:
 
 def _read_ground_truth(gt_dir: Path, machine: str, section: str) -> tuple[dict[str, tuple[int, str]], dict]:
     """``{wav name: (label, domain)}`` and the ``{full name: anonymised name}`` map of one machine/section."""
-    name = f"ground_truth_{machine}_section_{section}_test.csv"
+    name = section_file_name(GROUND_TRUTH, machine, section)
     data_path = gt_dir / "ground_truth_data" / name
     domain_path = gt_dir / "ground_truth_domain" / name
     if not data_path.is_file():
@@ -158,7 +167,7 @@ def _check_every_machine(result_dir: Path, dataset_root: Path, score_files: dict
         if not (dataset_root / machine / "test").is_dir():
             continue
         absent = [
-            f"anomaly_score_{machine}_section_{section}_test.csv"
+            section_file_name(ANOMALY_SCORE, machine, section)
             for section in sorted(_test_clips_by_section(dataset_root, machine))
             if (machine, section) not in written
         ]
@@ -192,7 +201,7 @@ def _labelled_rows(
             rows.append((name, name, label, domain))
     else:
         truth, aliases = _read_ground_truth(gt_dir, machine, section)
-        gt_path = gt_dir / "ground_truth_data" / f"ground_truth_{machine}_section_{section}_test.csv"
+        gt_path = gt_dir / "ground_truth_data" / section_file_name(GROUND_TRUTH, machine, section)
         if len(scores) != len(truth):
             raise LayoutError(f"{score_path} has {len(scores)} rows but {gt_path} lists {len(truth)} clips")
         keys = {name: aliases.get(name, name) for name in scores}
@@ -282,13 +291,13 @@ def evaluate_submission(
         if missing:
             machine, section = missing[0]
             raise LayoutError(
-                f"{result_path}: anomaly_score_{machine}_section_{section}_test.csv is missing "
+                f"{result_path}: {section_file_name(ANOMALY_SCORE, machine, section)} is missing "
                 f"({len(missing)} machine/section pair(s) of the ground truth have no score file)"
             )
 
     per_section: dict[str, dict[str, dict[str, Any]]] = {}
     for (machine, section), score_path in sorted(score_files.items()):
-        decision_path = result_path / f"decision_result_{machine}_section_{section}_test.csv"
+        decision_path = result_path / section_file_name(DECISION_RESULT, machine, section)
         metrics = _evaluate_section(score_path, decision_path, gt_dir, root, machine, section)
         per_section.setdefault(machine, {})[section] = metrics
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from frozenasd.dcase import Clip, list_clips
 from frozenasd.inputs import audio_files, check_machine_name, unique_files
-from frozenasd.run import RunSettings
 from frozenasd.scoring import Scored, ScoringModel
+from frozenasd.settings import RunSettings
 
 __all__ = ["Scored", "audio_files", "fit_files", "fit_machine", "score_files"]
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from frozenasd.encoders.pooling import FRAMES
 from frozenasd.errors import FrozenASDError
+from frozenasd.output_names import FRAME_SCORES_CSV
 from frozenasd.outputs import write_csv_rows
 from frozenasd.report.model import FrameTrace
 
-FRAME_SCORES_CSV = "frame_scores.csv"
 TOP_CLIPS = 5  # clips whose frame scores a run keeps per machine (the highest-scoring test clips)
 CSV_HEADER = ("path", "frame", "start_s", "score")
 

@@ -1,7 +1,8 @@
 """Files a run leaves behind: per-clip scores, a metrics summary, the ROC plot, DCASE submission CSVs.
 
 ``compute_and_save_metrics`` writes ``scores.csv``, ``metrics.txt`` and ``roc.png`` for one machine type;
-``write_submission`` writes the two headerless CSVs the DCASE evaluator reads.
+:mod:`frozenasd.submission` writes the two headerless CSVs the DCASE evaluator reads. The file names are
+those of :mod:`frozenasd.output_names`.
 
 Text files are UTF-8. A file name that is not valid UTF-8 (its undecodable bytes arrive as lone
 surrogates, see :func:`printable`) is written with those bytes as ``\\xNN`` escapes, the same way in
@@ -11,7 +12,6 @@ every output, so that ``evaluate`` matches the rows to the files on disk.
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import math
 import os
@@ -25,6 +25,7 @@ import numpy as np
 from frozenasd.dcase import parse_clip_name
 from frozenasd.errors import FrozenASDError
 from frozenasd.metrics import MAX_FPR, machine_metrics
+from frozenasd.output_names import METRICS_TXT, ROC_PNG, SCORES_CSV
 
 PathLike = str | os.PathLike
 
@@ -51,7 +52,6 @@ _TXT_KEYS = {label: key for key, label in _TXT_LABELS.items()}
 _SKIPPED_LABEL = "skipped"
 _MISSING = "n/a"
 # Section numbers longer than this cannot be part of a submission file name (which must stay short).
-MAX_SECTION_DIGITS = 16
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CSV_SPECIAL = re.compile('[",\r\n]')
 
@@ -269,91 +269,6 @@ def plot_roc(path: PathLike, y_true: Any, y_score: Any, title: str | None = None
     fig.savefig(os.fspath(path), format="png")
 
 
-# ---------------------------------------------------------------- DCASE submission
-
-
-def section_id(section: int | str) -> str:
-    """The section as submission file names write it: at least two digits (``0``, ``'000'`` -> ``'00'``).
-
-    Raises ValueError for anything but a non-negative number of at most ``MAX_SECTION_DIGITS`` digits.
-    """
-    text = str(section).removeprefix("section_")
-    if not re.fullmatch(r"[0-9]+", text) or len(text.lstrip("0")) > MAX_SECTION_DIGITS:
-        raise ValueError(
-            f"section must be a number of at most {MAX_SECTION_DIGITS} digits "
-            f"(e.g. 0, '00', 'section_00', 123), got {section!r}"
-        )
-    return f"{int(text):02d}"
-
-
-def remove_submission_files(out_dir: PathLike, machine: str) -> list[Path]:
-    """Delete ``machine``'s submission files of every section in ``out_dir``; returns those deleted.
-
-    A run writes a machine's files afresh, and a machine that fails must not leave an earlier run's
-    files behind for the evaluator to read.
-    """
-    folder = Path(out_dir)
-    pattern = glob.escape(machine)
-    found = [
-        *folder.glob(f"anomaly_score_{pattern}_section_*_test.csv"),
-        *folder.glob(f"decision_result_{pattern}_section_*_test.csv"),
-    ]
-    for path in found:
-        path.unlink(missing_ok=True)
-    return sorted(found)
-
-
-def submission_file_names(machine: str, section: int | str) -> tuple[str, str]:
-    """The anomaly-score and decision-result file names for ``machine`` and ``section``."""
-    if not machine or "_" in machine or "/" in machine or os.sep in machine:
-        raise ValueError(f"machine name must be non-empty without '_' or path separators, got {machine!r}")
-    ss = section_id(section)
-    return (
-        f"anomaly_score_{machine}_section_{ss}_test.csv",
-        f"decision_result_{machine}_section_{ss}_test.csv",
-    )
-
-
-def write_submission(
-    out_dir: PathLike,
-    machine: str,
-    section: int | str,
-    file_names: Sequence[PathLike],
-    scores: Any,
-    decisions: Any | None,
-) -> tuple[Path, Path | None]:
-    """Write the headerless DCASE CSVs ``<wav name>,<score>`` and ``<wav name>,<0|1>``, sorted by name.
-
-    ``file_names`` may be paths; only their base names are written. Returns the two paths written (the
-    second ``None`` when ``decisions`` is ``None``).
-    """
-    score_name, decision_name = submission_file_names(machine, section)
-    names = [Path(n).name for n in file_names]
-    values = np.asarray(scores, dtype=np.float64).ravel()
-    if len(values) != len(names):
-        raise ValueError(f"{len(names)} file names but {len(values)} scores")
-    if not np.isfinite(values).all():
-        raise ValueError(f"{machine}: {int((~np.isfinite(values)).sum())} score(s) are nan or inf")
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"{machine}: file name(s) listed more than once: {dup[:5]}")
-    order = sorted(range(len(names)), key=names.__getitem__)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    score_path = out / score_name
-    write_csv_rows(score_path, ([names[i], repr(float(values[i]))] for i in order))
-    if decisions is None:
-        return score_path, None
-    dec = np.asarray(decisions).ravel()
-    if len(dec) != len(names):
-        raise ValueError(f"{len(names)} file names but {len(dec)} decisions")
-    if not np.isin(dec, (0, 1)).all():
-        raise ValueError(f"{machine}: decisions must be 0 or 1")
-    decision_path = out / decision_name
-    write_csv_rows(decision_path, ([names[i], int(dec[i])] for i in order))
-    return score_path, decision_path
-
-
 # ---------------------------------------------------------------- the seed's entry point
 
 
@@ -407,7 +322,7 @@ def compute_and_save_metrics(
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     if len(domains) != len(paths):
         raise ValueError(f"{len(paths)} paths but {len(domains)} domains")
-    write_scores_csv(out / "scores.csv", paths, values, labels)
+    write_scores_csv(out / SCORES_CSV, paths, values, labels)
 
     extra = {"n_clips": len(paths), "n_skipped": len(skipped or [])}
     keep, note = _labelled(paths, labels)
@@ -415,8 +330,8 @@ def compute_and_save_metrics(
         result: dict[str, Any] = dict.fromkeys(("auc", "pauc", "auc_source", "auc_target", "hmean"))
         result.update(extra)
         result["note"] = note
-        write_metrics_txt(out / "metrics.txt", result, skipped or [])
-        (out / "roc.png").unlink(missing_ok=True)  # an earlier run's curve would not match these scores
+        write_metrics_txt(out / METRICS_TXT, result, skipped or [])
+        (out / ROC_PNG).unlink(missing_ok=True)  # an earlier run's curve would not match these scores
         return result
     y = np.asarray([labels[i] for i in keep], dtype=np.int64)
     values = values[keep]
@@ -426,6 +341,6 @@ def compute_and_save_metrics(
     result.update(extra)
     if note:
         result["note"] = note
-    write_metrics_txt(out / "metrics.txt", result, skipped or [])
-    plot_roc(out / "roc.png", y, values, title)
+    write_metrics_txt(out / METRICS_TXT, result, skipped or [])
+    plot_roc(out / ROC_PNG, y, values, title)
     return result

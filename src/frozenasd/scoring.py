@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,15 @@ import numpy as np
 
 from frozenasd.dcase import Clip
 from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.embed import Views
 from frozenasd.encoder_identity import check_encoder, encoder_facts, saved_branches
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
-from frozenasd.errors import ModelError, SettingsError
+from frozenasd.errors import ModelError
+from frozenasd.fitting import fit_on_normals
 from frozenasd.frames import frame_detector, pipeline_frame_scores, width_problem
 from frozenasd.inputs import Inputs, check_machine_name, input_clips
-from frozenasd.run import RunSettings, Views, fit_on_normals, versions
-from frozenasd.views import Branch
+from frozenasd.records import versions
+from frozenasd.settings import RunSettings, model_settings
 
 __all__ = ["ScoringModel", "Scored", "model_settings"]
 
@@ -51,110 +52,6 @@ class Scored:
     frame_hop: float | None = None  # seconds between frame starts; None: unknown
 
 
-def model_settings(
-    model: str | os.PathLike | None = None,
-    *,
-    preset: str | None = None,
-    branches: str | tuple[Branch, ...] | None = None,
-    fusion_rule: str | None = None,
-    detector: str | None = None,
-    pooling: str | None = None,
-    normalise: str | None = None,
-    target_frames: int | None = None,
-    output: str | None = None,
-    threshold_percentile: float | None = None,
-    threshold: float | None = None,
-    n_components: int = 2,
-    random_state: int = 0,
-    batch_size: int = 8,
-    num_threads: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    spelling: Mapping[str, str] | None = None,
-    note: Callable[[str], None] | None = None,
-) -> RunSettings:
-    """The settings of a single view (``model``: a backbone name or an ONNX file) or of a fusion.
-
-    Without ``model``, the fusion is ``branches`` (``Branch`` tuples, or ``MODEL:POOLING:DETECTOR``
-    joined by ``+``) or the ``preset`` (default: ``frozenasd fit``'s, robust, or spectral when aiSFX
-    is missing). ``detector``, ``pooling``, ``normalise``, ``target_frames`` and ``output`` shape a
-    single view only. ``cache_dir``: ``None`` caches nowhere. SettingsError when options clash, naming
-    them as ``spelling`` says (the command line's ``--fuse`` for ``branches``, say). ``note`` is told
-    when the default preset had to fall back.
-    """
-    from frozenasd.backbones import resolve_model
-    from frozenasd.views import default_preset, parse_fusion
-    from frozenasd.views import preset as named_preset
-
-    name_of = {**_PARAMETER_NAMES, **(spelling or {})}.__getitem__
-    if preset and branches:
-        raise SettingsError(f"give {name_of('preset')} or {name_of('branches')}, not both")
-    common: dict[str, Any] = {
-        "threshold_percentile": threshold_percentile,
-        "threshold": threshold,
-        "n_components": n_components,
-        "random_state": random_state,
-        "batch_size": batch_size,
-        "num_threads": num_threads,
-        "cache_dir": None if cache_dir is None else Path(cache_dir),
-        "progress": progress,
-    }
-    if model is not None:
-        if preset or branches or fusion_rule:
-            fusion = ", ".join(name_of(k) for k in ("preset", "branches", "fusion_rule"))
-            raise SettingsError(
-                f"{name_of('model')} names a single view; a fusion ({fusion}) names its models in its "
-                "branches: give one or the other"
-            )
-        return RunSettings(
-            model_path=resolve_model(model),
-            detector=detector or "kmeansNN",
-            pooling=pooling,
-            normalise=normalise or "none",
-            target_frames=target_frames,
-            output=output,
-            **common,
-        )
-    single = {"detector": detector, "pooling": pooling, "normalise": normalise,
-              "target_frames": target_frames, "output": output}  # fmt: skip
-    given = [name_of(name) for name, value in single.items() if value is not None]
-    if given:
-        raise SettingsError(
-            f"{', '.join(given)} shape a single view: give {name_of('model')} too, or write them into "
-            f"the branches of {name_of('branches')}"
-        )
-    try:
-        if branches:
-            chosen = parse_fusion(branches) if isinstance(branches, str) else tuple(branches)
-            return RunSettings(branches=chosen, fusion_rule=fusion_rule or "max", **common)
-    except ValueError as exc:
-        raise SettingsError(f"{name_of('branches')}: {exc}") from exc
-    name = preset
-    if name is None:
-        name, fallback = default_preset()
-        if fallback and note:
-            note(fallback)
-    try:
-        found = named_preset(name)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from exc
-    return RunSettings(branches=found.branches, fusion_rule=fusion_rule or found.rule, preset=name, **common)
-
-
-# How model_settings' messages name its parameters (the command line passes its option names).
-_PARAMETER_NAMES = {
-    "model": "model",
-    "preset": "preset",
-    "branches": "branches",
-    "fusion_rule": "fusion_rule",
-    "detector": "detector",
-    "pooling": "pooling",
-    "normalise": "normalise",
-    "target_frames": "target_frames",
-    "output": "output",
-}
-
-
 class ScoringModel:
     """A fitted scoring pipeline, its decision threshold and its encoders, opened and ready to score.
 
@@ -169,9 +66,7 @@ class ScoringModel:
         self.threshold = _finite_threshold(info.get("threshold"), source or "the model")
         self.source = source or "the fitted model"
         # Scoring reads no cache: a file's embeddings are computed, whatever a run stored for it.
-        self._views = Views(
-            views.extractors, [None] * len(views.extractors), views.branch_views, views.labels
-        )
+        self._views = views.without_cache()
 
     # ---------------------------------------------------------------------------------------- fit
     @classmethod

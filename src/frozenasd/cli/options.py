@@ -13,7 +13,7 @@ from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import FrozenASDError
 
 if TYPE_CHECKING:
-    from frozenasd.run import RunSettings
+    from frozenasd.settings import RunSettings
 
 
 MODEL_HELP = (
@@ -171,7 +171,7 @@ OPTION_NAMES = {
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
     """The run settings the shared options describe: one view (``--model``) or a fusion of views."""
-    from frozenasd.scoring import model_settings
+    from frozenasd.settings import model_settings
 
     if args.no_cache:
         cache_dir = None

@@ -17,6 +17,16 @@ from frozenasd.cli.options import (
 )
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
+from frozenasd.output_names import (
+    ANOMALY_SCORE,
+    DECISION_RESULT,
+    METRICS_TXT,
+    REPORT_HTML,
+    ROC_PNG,
+    SCORES_CSV,
+    SUMMARY_MD,
+    machine_dir_name,
+)
 
 SINGLE_VIEW_HELP = (
     ": one view, with --detector, --pooling and --normalise; without it, a fusion of views "
@@ -35,17 +45,14 @@ exit status:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from frozenasd.run import run
+    from frozenasd.workflows.run import run
 
     out = Path(args.out)
-    results = run(Path(args.data), args.machine, out, settings_from(args))
-    code = print_summary(results)
-    summary = out / "summary.md"
-    if summary.is_file():
-        print(summary.read_text(), end="")
-    report = out / "report.html"
-    where = f", report in {report.resolve()}" if report.is_file() else ""
-    print(f"outputs in {out.resolve()}/results_<machine>/{where}")
+    result = run(Path(args.data), args.machine, out, settings_from(args))
+    code = print_summary(result.metrics)
+    print(result.summary, end="")
+    where = f", report in {(out / REPORT_HTML).resolve()}" if result.reports else ""
+    print(f"outputs in {out.resolve()}/{machine_dir_name('<machine>')}/{where}")
     return code
 
 
@@ -135,16 +142,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     code = print_summary(result.results)
-    summary = result.out / "summary.md"
-    if summary.is_file():
+    if result.summary:
         print()
-        print(summary.read_text(), end="")
+        print(result.summary, end="")
     timing = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())
+    out = result.out.resolve()
     print(f"\ntime: {timing}")
-    print(f"per machine: {result.out.resolve()}/results_<machine>/ (scores.csv, metrics.txt, roc.png)")
-    print(f"DCASE submission files: {result.out.resolve()}/anomaly_score_*.csv, decision_result_*.csv")
-    print(f"summary: {summary.resolve()}")
-    print(f"report: {(result.out / 'report.html').resolve()}")
+    print(f"per machine: {out}/{machine_dir_name('<machine>')}/ ({SCORES_CSV}, {METRICS_TXT}, {ROC_PNG})")
+    print(f"DCASE submission files: {out}/{ANOMALY_SCORE}_*.csv, {DECISION_RESULT}_*.csv")
+    print(f"summary: {out / SUMMARY_MD}")
+    print(f"report: {out / REPORT_HTML}")
     return code
 
 
@@ -169,7 +176,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="machine types to run (default: every machine folder under --data)",
     )
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
-    p.add_argument("-o", "--out", default=".", help="outputs go to <out>/results_<machine>/ (default: .)")
+    p.add_argument(
+        "-o", "--out", default=".", help=f"outputs go to <out>/{machine_dir_name('<machine>')}/ (default: .)"
+    )
     add_run_options(p)
     add_threshold_options(p)
     add_fusion_options(p)
@@ -218,7 +227,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         epilog=examples("frozenasd evaluate results --data dataset --json results/eval.json"),
     )
-    p.add_argument("results", help="folder with anomaly_score_*.csv and decision_result_*.csv files")
+    p.add_argument("results", help=f"folder with {ANOMALY_SCORE}_*.csv and {DECISION_RESULT}_*.csv files")
     p.add_argument(
         "--ground-truth",
         default=None,

@@ -27,7 +27,11 @@ class FrameTrace:
 
 @dataclass
 class MachineReport:
-    """The test scores of one machine type and what is known about each clip."""
+    """The test scores of one machine type and what is known about each clip: a run's result for it.
+
+    ``metrics`` holds what ``compute_and_save_metrics`` computed, nothing else; the threshold and the
+    clips left out are fields of their own.
+    """
 
     machine: str
     paths: list[str]  # test clip paths (absolute or relative to the working directory)
@@ -38,6 +42,8 @@ class MachineReport:
     threshold: float | None = None  # decision threshold on the same score scale
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     frames: list[FrameTrace] = field(default_factory=list)  # per-frame scores of the top clips
+    unscored: list[str] = field(default_factory=list)  # test clips that could not be scored
+    not_in_submission: list[str] = field(default_factory=list)  # scored, but left out of the submission files
 
 
 @dataclass

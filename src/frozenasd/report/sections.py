@@ -18,6 +18,7 @@ import numpy as np
 
 from frozenasd.dcase import DOMAINS
 from frozenasd.metrics import MAX_FPR, clipped_hmean
+from frozenasd.output_names import FRAME_SCORES_CSV
 from frozenasd.report.model import (
     _LABEL_NAMES,
     TABLE_HEADERS,
@@ -212,7 +213,7 @@ def _machine_section(
                 f'<figure class="frames">{_frames_svg(c.report.frames, c.report.threshold)}<figcaption>'
                 "When in the clip: the score of each frame of the highest-scoring clips (a clip's score "
                 "is its highest frame score, or the mean of its highest ones); every frame's score is in "
-                "frame_scores.csv.</figcaption></figure>"
+                f"{FRAME_SCORES_CSV}.</figcaption></figure>"
             )
         parts.append(f'<div class="plots">{"".join(plots)}</div>')
         parts.append(_top_clips(c, top_k, audio_root, url_root, folder))

@@ -1,0 +1,1 @@
+"""Workflows: the steps of a run (and later of fit, score and the demo) put in order, nothing more."""
