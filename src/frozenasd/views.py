@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from frozenasd.detectors.fusion import RULES
 from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
 
-FUSION_RULES = ("max", "mean")
+FUSION_RULES = RULES  # how a fusion may combine its branches' z-scores
 
 
 @dataclass(frozen=True)
