@@ -170,6 +170,11 @@ def test_each_recording_counts_once_and_bad_fits_are_clear_errors(tiny_dataset, 
     many = RunSettings(model_path=patch_encoder, n_components=30, progress=False, cache_dir=None)
     with pytest.raises(LayoutError, match="20 usable training clips; the detector needs at least 30"):
         fit_files(files, many, tmp_path / "m.npz")
+    # n_components is k-means' alone: another detector fits the same 20 clips
+    other = RunSettings(
+        model_path=patch_encoder, detector="knn", n_components=30, progress=False, cache_dir=None
+    )
+    assert fit_files(files, other, tmp_path / "knn.npz")["n_train"] == 20
     still = tmp_path / "still"
     still.mkdir()
     for k in range(3):

@@ -10,7 +10,7 @@ from frozenasd.embed import Embedded
 from frozenasd.errors import FrozenASDError, LayoutError
 from frozenasd.frames import detector_params
 from frozenasd.metrics import decision_threshold
-from frozenasd.pipeline import make_detector, scoring_pipeline
+from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 from frozenasd.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def fit_on_normals(
     With fusion ``branches``, ``bounds`` gives each branch's columns (see ``Views.embed``). Too few
     clips, or a detector that cannot be fitted to them, raise FrozenASDError naming ``where``.
     """
-    needed = max(2, settings.n_components)
+    needed = fewest_training_clips(settings)
     if len(train.clips) < needed:
         raise LayoutError(
             f"{where}: {len(train.clips)} usable training clips; the detector needs at least {needed}"
@@ -58,3 +58,13 @@ def fit_on_normals(
         return pipe, decision_threshold(train_scores, settings.threshold_percentile, settings.threshold)
     except ValueError as exc:  # e.g. too few target clips for a bank, identical clips
         raise FrozenASDError(f"{where}: cannot fit {settings.detector_name}: {exc}") from exc
+
+
+def fewest_training_clips(settings: RunSettings) -> int:
+    """Training clips the detector(s) need at the least: 2, or k-means' ``n_components`` where it is used.
+
+    A detector with needs of its own (Mahalanobis: 3) says so when it is fitted.
+    """
+    names = [b.detector for b in settings.branches] or [settings.detector]
+    clustered = [n for n in names if n in DETECTORS and "n_components" in DETECTORS[n].cls._get_param_names()]
+    return max(2, settings.n_components) if clustered else 2
