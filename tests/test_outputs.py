@@ -305,3 +305,17 @@ def test_csv_outputs_read_back_names_with_line_breaks_commas_quotes_and_bad_byte
     assert read_metrics_txt(tmp_path / "metrics.txt")["skipped"] == [
         (outputs.printable(p), outputs.printable(r)) for p, r in skipped
     ]
+
+
+def test_score_csv_rows_are_written_by_the_outputs_writer(tmp_path):
+    import csv
+
+    from frozenasd.outputs import DECISIONS_HEADER, write_decisions_csv
+
+    path = tmp_path / "s.csv"
+    write_decisions_csv(path, ["a,b.wav", "c.wav"], [0.1234567, 2.5], [0, 1])
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows == [DECISIONS_HEADER, ["a,b.wav", "0.123457", "0"], ["c.wav", "2.500000", "1"]]
+    with pytest.raises(ValueError, match="2 paths, 1 scores and 2 decisions"):
+        write_decisions_csv(path, ["a.wav", "b.wav"], [0.1], [0, 1])

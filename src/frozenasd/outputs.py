@@ -30,6 +30,7 @@ from frozenasd.output_names import METRICS_TXT, ROC_PNG, SCORES_CSV
 PathLike = str | os.PathLike
 
 SCORES_HEADER = ["path", "score", "label"]
+DECISIONS_HEADER = ["path", "score", "anomalous"]  # frozenasd score --csv
 
 # metrics.txt: one "<label>: <value>" line per entry; the labels of the usual keys are fixed here so the
 # file reads well and parses back. Other keys are written under their own name.
@@ -132,6 +133,17 @@ def write_scores_csv(
         for p, s, lab in zip(paths, scores, labels, strict=True)
     )
     write_csv_rows(path, [SCORES_HEADER, *rows])
+
+
+def write_decisions_csv(
+    path: PathLike, paths: Sequence[PathLike], scores: Any, decisions: Sequence[int]
+) -> None:
+    """Write ``path,score,anomalous`` rows (`frozenasd score --csv`): scores to 6 decimals, 1 = anomalous."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if not len(paths) == len(scores) == len(decisions):
+        raise ValueError(f"{len(paths)} paths, {len(scores)} scores and {len(decisions)} decisions")
+    rows = ([os.fspath(p), f"{s:.6f}", int(d)] for p, s, d in zip(paths, scores, decisions, strict=True))
+    write_csv_rows(path, [DECISIONS_HEADER, *rows])
 
 
 def read_scores_csv(path: PathLike) -> tuple[list[str], np.ndarray, list[int | None]]:

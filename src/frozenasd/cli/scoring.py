@@ -91,7 +91,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from frozenasd.outputs import printable, write_csv_rows
+    from frozenasd.outputs import printable, write_decisions_csv
     from frozenasd.score_record import STDOUT, score_record, write_score_json
     from frozenasd.scoring import ScoringModel
 
@@ -102,7 +102,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
     ]
     if args.csv:
-        write_csv_rows(args.csv, [("path", "score", "anomalous"), *rows])
+        write_decisions_csv(args.csv, result.paths, result.scores, result.decisions)
     if args.frames:
         from frozenasd.frames import write_frame_scores
 
