@@ -65,24 +65,19 @@ class RunSettings:
         if branch is not None:
             from frozenasd.backbones import resolve_model
 
-            return ONNXFeatureExtractor(
-                resolve_model(branch.model),
-                batch_size=self.batch_size,
-                num_threads=self.num_threads,
-                pooling=branch.pooling,
-                normalise=branch.normalise,
-            )
-        if self.model_path is None:
+            model = resolve_model(branch.model)
+            view = {"pooling": branch.pooling, "normalise": branch.normalise}
+        elif self.model_path is None:
             raise ModelError("no encoder given: name a model, or the branches of a fusion")
-        return ONNXFeatureExtractor(
-            self.model_path,
-            batch_size=self.batch_size,
-            num_threads=self.num_threads,
-            target_frames=self.target_frames,
-            output=self.output,
-            pooling=self.pooling,
-            normalise=self.normalise,
-        )
+        else:
+            model = self.model_path
+            view = {
+                "pooling": self.pooling,
+                "normalise": self.normalise,
+                "output": self.output,
+                "target_frames": self.target_frames,
+            }
+        return ONNXFeatureExtractor(model, batch_size=self.batch_size, num_threads=self.num_threads, **view)
 
     @property
     def detector_name(self) -> str:
@@ -141,7 +136,11 @@ def model_settings(
     from frozenasd.views import default_preset, parse_fusion
     from frozenasd.views import preset as named_preset
 
-    name_of = {**_PARAMETER_NAMES, **(spelling or {})}.__getitem__
+    spelled = spelling or {}
+
+    def name_of(parameter: str) -> str:
+        return spelled.get(parameter, parameter)
+
     if preset and branches:
         raise SettingsError(f"give {name_of('preset')} or {name_of('branches')}, not both")
     common: dict[str, Any] = {
@@ -194,17 +193,3 @@ def model_settings(
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     return RunSettings(branches=found.branches, fusion_rule=fusion_rule or found.rule, preset=name, **common)
-
-
-# How model_settings' messages name its parameters (the command line passes its option names).
-_PARAMETER_NAMES = {
-    "model": "model",
-    "preset": "preset",
-    "branches": "branches",
-    "fusion_rule": "fusion_rule",
-    "detector": "detector",
-    "pooling": "pooling",
-    "normalise": "normalise",
-    "target_frames": "target_frames",
-    "output": "output",
-}
