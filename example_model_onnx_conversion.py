@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(MISSING.format(path=args.checkpoint, folder=args.checkpoint.parent), file=sys.stderr)
         return 2
     try:
-        from frozenasd.encoders.eat_export.checkpoint import inspect_eat_checkpoint
-        from frozenasd.encoders.eat_export.export import export_onnx
+        from frozenasd.backbones.eat_export.checkpoint import inspect_eat_checkpoint
+        from frozenasd.backbones.eat_export.export import export_onnx
 
         config, _ = inspect_eat_checkpoint(args.checkpoint, use_ema=args.use_ema)
         if args.depth is None and config.depth != depth:

@@ -1,6 +1,6 @@
 """Compatibility shim: keeps ``from metrics import compute_and_save_metrics`` working from the repo root.
 
-The implementation lives in :mod:`frozenasd.outputs`; from any folder, import it from
+The implementation lives in :mod:`frozenasd.outputs.files`; from any folder, import it from
 :mod:`frozenasd.compat`.
 """
 

@@ -45,11 +45,11 @@ from _common import machine, write_section
 
 from frozenasd.cli import build_parser as frozenasd_parser
 from frozenasd.cli import settings_from
-from frozenasd.dcase import discover_machines, list_clips
+from frozenasd.data.dcase import discover_machines, list_clips
 from frozenasd.errors import FrozenASDError
-from frozenasd.evaluate import format_table
-from frozenasd.metrics import official_score
+from frozenasd.evaluation.metrics import official_score
 from frozenasd.settings import RunSettings
+from frozenasd.workflows.evaluate import format_table
 from frozenasd.workflows.run import run
 
 SECTION = "## Accuracy (benchmarks/accuracy.py)"
@@ -282,7 +282,7 @@ def describe_data(root: Path, machines: list[str]) -> str:
 
 
 def is_eat(encoder: Path) -> bool:
-    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 
     try:
         return ONNXFeatureExtractor(encoder).fit().frontend_.get("name") == "eat_fbank"

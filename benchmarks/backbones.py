@@ -24,10 +24,10 @@ import numpy as np
 from _common import machine, write_section
 from encoder import matmul_rate
 
-from frozenasd.audio import load_audio
 from frozenasd.backbones import prepare
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.synth import synthesize
+from frozenasd.data.audio import load_audio
+from frozenasd.data.synth import synthesize
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 
 SECTION = "## Packaged backbones: time per clip (benchmarks/backbones.py)"
 BACKBONES = ("aisfx", "yamnet")

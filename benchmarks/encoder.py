@@ -5,7 +5,7 @@ checkpoint written to a temporary folder, since the released weights cannot be f
 does not depend on the values), on the export's interface: input ``(B, 3, 128, 1024)`` float32,
 outputs ``emb`` and ``cls``.
 
-- PyTorch: ``frozenasd.encoders.eat_export.model.EATEncoder``, eager, float32, ``torch.set_num_threads``.
+- PyTorch: ``frozenasd.backbones.eat_export.model.EATEncoder``, eager, float32, ``torch.set_num_threads``.
 - ONNX Runtime: the file ``export_onnx`` writes (attention as ONNX Runtime's ``MultiHeadAttention``),
   CPU provider, ``ORT_ENABLE_ALL``, intra-op threads as PyTorch's, sequential execution.
 - ONNX Runtime, standard ops: the same with ``export_onnx(..., fused_attention=False)`` (attention as
@@ -165,9 +165,9 @@ def build_models(folder: Path, threads: int, size: str = "base"):
     sys.path.insert(0, str(ROOT / "tests"))
     from eat_checkpoints import write_fairseq_pretrain
 
-    from frozenasd.encoders.eat_export.checkpoint import load_eat_checkpoint
-    from frozenasd.encoders.eat_export.export import SeedInterface, export_onnx
-    from frozenasd.encoders.eat_export.model import EATEncoder
+    from frozenasd.backbones.eat_export.checkpoint import load_eat_checkpoint
+    from frozenasd.backbones.eat_export.export import SeedInterface, export_onnx
+    from frozenasd.backbones.eat_export.model import EATEncoder
 
     torch.set_num_threads(threads)
     checkpoint = write_fairseq_pretrain(folder / f"EAT-{size}_random_pt.pt", size=size).path

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from _common import machine, write_section
 
-from frozenasd.encoders.patch_encoder import build_patch_encoder
-from frozenasd.pipeline import DETECTORS
+from frozenasd.data.synth import synthesize
+from frozenasd.detectors.pipeline import DETECTORS
+from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 from frozenasd.settings import RunSettings
-from frozenasd.synth import synthesize
 from frozenasd.workflows.run import run
 
 SECTION = "## Re-scoring from the cache (benchmarks/rescoring.py)"

@@ -23,10 +23,10 @@ from pathlib import Path
 from _common import machine, write_section
 
 from frozenasd.backbones import prepare
-from frozenasd.fitted import fit_files, score_files
+from frozenasd.data.synth import synthesize
 from frozenasd.settings import RunSettings
-from frozenasd.synth import synthesize
 from frozenasd.views import PRESETS
+from frozenasd.workflows.fit_score import fit_files, score_files
 
 SECTION = "## Scoring time per clip (benchmarks/scoring_time.py)"
 BASELINE = "aisfx · mean · kmeansNN"

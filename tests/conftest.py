@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from frozenasd.encoders.patch_encoder import build_patch_encoder
+from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 
 
 @pytest.fixture(scope="session")

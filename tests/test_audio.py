@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from frozenasd.audio import SAMPLE_RATE, load_audio
+from frozenasd.data.audio import SAMPLE_RATE, load_audio
 from frozenasd.errors import AudioError
 
 
@@ -48,7 +48,7 @@ def test_channels_are_averaged(tmp_path):
 
 def test_read_in_blocks_gives_the_same_signal(tmp_path, monkeypatch):
     """Decoding a block of frames at a time (here 100) changes nothing, and bad samples are still found."""
-    import frozenasd.audio as audio
+    import frozenasd.data.audio as audio
 
     rng = np.random.default_rng(1)
     data = rng.uniform(-0.5, 0.5, size=(1234, 4))
@@ -383,7 +383,7 @@ def test_a_clip_too_short_to_give_one_sample_is_refused(tmp_path):
 
 
 def test_a_block_holds_read_block_samples_whatever_the_channel_count(tmp_path, monkeypatch):
-    import frozenasd.audio as audio
+    import frozenasd.data.audio as audio
 
     path = tmp_path / "many.wav"
     sf.write(path, np.zeros((1000, 40)), SAMPLE_RATE, subtype="PCM_16")
@@ -402,7 +402,7 @@ def test_memory_is_the_mono_result_not_the_decoded_file(tmp_path, monkeypatch):
     costs about its float32 mono result, not the float64 signal at 48 kHz."""
     import tracemalloc
 
-    import frozenasd.audio as audio
+    import frozenasd.data.audio as audio
 
     path = tmp_path / "long.wav"
     seconds = 20

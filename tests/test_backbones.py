@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import time
 import warnings
 import zipfile
@@ -16,14 +17,14 @@ from optional import require_package
 from yamnet_reference import forward, shipped_weights
 
 from frozenasd import backbones
-from frozenasd.audio import load_audio
 from frozenasd.backbones import BACKBONES, Backbone, format_backbones_table, prepare, status
 from frozenasd.backbones.yamnet_onnx import _build_yamnet
-from frozenasd.encoders.metadata import decode_metadata
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.data.audio import load_audio
+from frozenasd.detectors.pipeline import DETECTORS, make_detector, scoring_pipeline
+from frozenasd.embed.encoders.metadata import decode_metadata
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.frontends import FRONTENDS, LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF, get_frontend
 from frozenasd.errors import ModelError
-from frozenasd.frontends import FRONTENDS, LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF, get_frontend
-from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 RNG = np.random.default_rng(11)
 
@@ -407,3 +408,17 @@ def test_yamnet_extractor_embeds_clips(yamnet_onnx):
     assert emb.shape == (2, 1024) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert np.linalg.norm(emb[0] - emb[1]) > 0.05 * np.linalg.norm(emb[0])
     assert status()["yamnet"].ready
+
+
+def test_the_readme_encoder_table_is_the_registry():
+    """Every backbone of the registry is in the README's table with its dimension, and nothing else."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Encoders\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| `")]
+    dims = {}
+    for first, _, dim, _ in rows:
+        names = re.findall(r"`([^`]+)`", first)
+        values = re.findall(r"\d+", dim)
+        assert len(values) in (1, len(names)), f"README row {first!r}: dims {dim!r}"
+        dims.update(zip(names, values * len(names) if len(values) == 1 else values, strict=True))
+    assert dims == {name: str(b.embed_dim) for name, b in backbones.BACKBONES.items()}

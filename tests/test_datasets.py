@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from zenodo_server import LINK_STYLES, FakeZenodo
 
-from frozenasd.datasets import (
+from frozenasd.data.datasets import (
     BASE_URL_ENV,
     DATASETS,
     STATE_DIR,
@@ -27,7 +27,7 @@ from frozenasd.datasets import (
     format_datasets_table,
     get_dataset,
 )
-from frozenasd.dcase import discover_machines, list_clips
+from frozenasd.data.dcase import discover_machines, list_clips
 from frozenasd.errors import FrozenASDError
 
 # ------------------------------------------------------------------ archives
@@ -369,7 +369,7 @@ def test_hostile_archives_are_clear_errors(zenodo: FakeZenodo, tmp_path: Path, k
 
 
 def test_extraction_needs_the_free_disk(zenodo: FakeZenodo, tmp_path: Path, monkeypatch) -> None:
-    from frozenasd.datasets import extract
+    from frozenasd.data.datasets import extract
 
     serve_dataset(zenodo, "dcase2024-dev", machines=["fan"])
     real = extract.shutil.disk_usage

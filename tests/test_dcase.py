@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from frozenasd.dcase import Clip, discover_machines, list_clips, parse_clip_name, sections
+from frozenasd.data.dcase import Clip, discover_machines, list_clips, parse_clip_name, sections
 from frozenasd.errors import LayoutError
 
 
@@ -190,7 +190,7 @@ def test_layout_errors_name_the_folder(tmp_path):
 
 
 def test_links_that_lead_nowhere_are_listed_to_be_reported(tmp_path):
-    from frozenasd.dcase import link_problem
+    from frozenasd.data.dcase import link_problem
 
     test = tmp_path / "fan" / "test"
     good = _touch(test / "section_00_source_test_normal_0000_a_1.wav")

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-import frozenasd.demo as demo
-from frozenasd.demo import DemoData, run_demo
+import frozenasd.workflows.demo as demo
 from frozenasd.errors import FrozenASDError
-from frozenasd.outputs import read_metrics_txt
+from frozenasd.outputs.files import read_metrics_txt
 from frozenasd.views import PRESETS, default_preset
+from frozenasd.workflows.demo import DemoData, run_demo
 
 SMALL = DemoData(
     machines=("fan", "valve"), n_train_source=12, n_train_target=3, n_test_per_cell=4, duration_s=2.0
@@ -38,9 +38,9 @@ def test_demo_runs_offline_with_the_packaged_model(tmp_path):
 
 
 def test_demo_options_that_do_not_go_together_are_refused(tmp_path):
-    with pytest.raises(FrozenASDError, match="name the backbone too"):
+    with pytest.raises(FrozenASDError, match=r"shapes one model's view: give the model \(--model\)"):
         run_demo(tmp_path, detector="knn", data=SMALL, progress=False)
-    with pytest.raises(FrozenASDError, match="a backbone or a preset, not both"):
+    with pytest.raises(FrozenASDError, match=r"a preset \(--preset, a fusion of views\), not both"):
         run_demo(tmp_path, backbone="logmel", preset="spectral", data=SMALL, progress=False)
 
 

@@ -11,16 +11,16 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from frozenasd.detector_io import (
+from frozenasd.detectors import KNNDetector
+from frozenasd.detectors.persistence import (
     load_detector,
     load_scoring_pipeline,
     pipeline_info,
     save_detector,
     save_scoring_pipeline,
 )
-from frozenasd.detectors import KNNDetector
+from frozenasd.detectors.pipeline import DETECTORS, make_detector, scoring_pipeline
 from frozenasd.errors import ModelError
-from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 
 def data(seed: int = 0):

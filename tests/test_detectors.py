@@ -14,9 +14,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from frozenasd.detector_io import load_scoring_pipeline, save_scoring_pipeline
 from frozenasd.detectors import DomainBanks, FlooredStandardScaler, KMeansNN, KNNDetector, MahalanobisDetector
-from frozenasd.pipeline import DETECTORS, make_detector, scoring_pipeline
+from frozenasd.detectors.persistence import load_scoring_pipeline, save_scoring_pipeline
+from frozenasd.detectors.pipeline import DETECTORS, make_detector, scoring_pipeline
 
 
 def blobs(seed: int = 0) -> np.ndarray:

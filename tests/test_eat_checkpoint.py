@@ -22,8 +22,8 @@ torch = pytest.importorskip("torch")
 
 import eat_checkpoints as ec  # noqa: E402
 
-from frozenasd.encoders.eat_export.checkpoint import inspect_eat_checkpoint, load_eat_checkpoint  # noqa: E402
-from frozenasd.encoders.eat_export.model import EATEncoder  # noqa: E402
+from frozenasd.backbones.eat_export.checkpoint import inspect_eat_checkpoint, load_eat_checkpoint  # noqa: E402
+from frozenasd.backbones.eat_export.model import EATEncoder  # noqa: E402
 from frozenasd.errors import ModelError  # noqa: E402
 from frozenasd.safe_pickle import (  # noqa: E402
     StoredTensor,
@@ -475,8 +475,8 @@ def test_parsing_and_inspecting_need_no_torch(tmp_path):
     written = ec.write_fairseq_pretrain(tmp_path / "pt.pt", cfg_form="dictconfig")
     script = (
         "import sys\n"
-        "import frozenasd, frozenasd.encoders, frozenasd.encoders.eat_export\n"
-        "from frozenasd.encoders.eat_export import checkpoint\n"
+        "import frozenasd, frozenasd.embed.encoders, frozenasd.backbones.eat_export\n"
+        "from frozenasd.backbones.eat_export import checkpoint\n"
         "import frozenasd.safe_pickle\n"
         "from frozenasd.safe_pickle import load_torch_file, to_plain\n"
         f"root = load_torch_file({str(written.path)!r})\n"

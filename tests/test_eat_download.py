@@ -12,7 +12,7 @@ import pytest
 
 from frozenasd import backbones
 from frozenasd.backbones import BACKBONES, FAIRSEQ_CHECKPOINTS, MANUAL_DOWNLOAD_HELP, get_backbone
-from frozenasd.encoders.eat_export import download as hub_download
+from frozenasd.backbones.eat_export import download as hub_download
 from frozenasd.errors import ModelError
 
 pytest.importorskip("torch", reason="writing test checkpoints needs PyTorch (the export extra)")
@@ -297,7 +297,7 @@ def test_download_and_export_records_the_weights_hash(
 ):
     import onnx
 
-    from frozenasd.encoders.metadata import decode_metadata
+    from frozenasd.embed.encoders.metadata import decode_metadata
 
     source = _repo(tmp_path, "base")
     hub.add_repo(BASE, source)

@@ -19,13 +19,13 @@ ort = pytest.importorskip("onnxruntime")
 
 import eat_checkpoints as ec  # noqa: E402
 
-from frozenasd.encoders.eat_export import export as export_module  # noqa: E402
-from frozenasd.encoders.eat_export.checkpoint import load_eat_checkpoint  # noqa: E402
-from frozenasd.encoders.eat_export.export import export_onnx  # noqa: E402
-from frozenasd.encoders.eat_export.model import EATEncoder  # noqa: E402
-from frozenasd.encoders.metadata import decode_metadata  # noqa: E402
+from frozenasd.backbones.eat_export import export as export_module  # noqa: E402
+from frozenasd.backbones.eat_export.checkpoint import load_eat_checkpoint  # noqa: E402
+from frozenasd.backbones.eat_export.export import export_onnx  # noqa: E402
+from frozenasd.backbones.eat_export.model import EATEncoder  # noqa: E402
+from frozenasd.embed.encoders.metadata import decode_metadata  # noqa: E402
+from frozenasd.embed.frontends import EAT_FRONTEND  # noqa: E402
 from frozenasd.errors import ModelError  # noqa: E402
-from frozenasd.frontends import EAT_FRONTEND  # noqa: E402
 from frozenasd.safe_pickle import TorchArchive  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -290,8 +290,8 @@ def test_seed_script_reports_bad_checkpoint(tmp_path):
 
 def test_extractor_pools_patch_tokens_of_any_output(tiny):
     """Mean and band-keeping pooling use the patch tokens only: a block output's CLS token is left out."""
-    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-    from frozenasd.fbank import eat_features
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.embed.fbank import eat_features
 
     _, onnx_path, model = tiny
     wave = np.random.default_rng(3).standard_normal(16000 * 2).astype(np.float32) * 0.1

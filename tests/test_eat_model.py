@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from eat_checkpoints import FAIRSEQ_TO_CANONICAL, SIZES, _encoder_weights, to_canonical  # noqa: E402
 
-from frozenasd.encoders.eat_export.model import EATConfig, EATEncoder, expected_shapes  # noqa: E402
+from frozenasd.backbones.eat_export.model import EATConfig, EATEncoder, expected_shapes  # noqa: E402
 from frozenasd.errors import ModelError  # noqa: E402
 
 pytestmark = pytest.mark.torch

@@ -13,7 +13,7 @@ import pytest
 from optional import require_package
 from sklearn.metrics import roc_auc_score
 
-from frozenasd.outputs import read_metrics_txt, read_scores_csv
+from frozenasd.outputs.files import read_metrics_txt, read_scores_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from frozenasd.errors import LayoutError
-from frozenasd.evaluate import evaluate_submission, format_table, write_json
-from frozenasd.metrics import machine_metrics
-from frozenasd.submission import write_submission
+from frozenasd.evaluation.metrics import machine_metrics
+from frozenasd.outputs.submission import write_submission
+from frozenasd.workflows.evaluate import evaluate_submission, format_table, write_json
 
 MACHINES = ("fan", "valve")
 

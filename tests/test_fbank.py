@@ -1,4 +1,4 @@
-"""Tests of frozenasd.fbank.
+"""Tests of frozenasd.embed.fbank.
 
 Two independent references are written here:
 - a slow float64 reference built step by step from Kaldi's definitions with plain loops;
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from frozenasd.fbank import (
+from frozenasd.embed.fbank import (
     _frames,
     _hann_window,
     _power_spectrum,

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from frozenasd.detector_io import load_scoring_pipeline, pipeline_info
-from frozenasd.encoders.patch_encoder import build_patch_encoder
+from frozenasd.detectors.persistence import load_scoring_pipeline, pipeline_info
+from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import FrozenASDError, LayoutError, ModelError
-from frozenasd.fitted import audio_files, fit_files, fit_machine, score_files
 from frozenasd.hashing import file_sha256
-from frozenasd.outputs import read_scores_csv
+from frozenasd.outputs.files import read_scores_csv
 from frozenasd.settings import RunSettings
+from frozenasd.workflows.fit_score import audio_files, fit_files, fit_machine, score_files
 from frozenasd.workflows.run import run
 
 

@@ -14,19 +14,19 @@ from conftest import _machine_sound
 from optional import require_package
 
 from frozenasd.backbones import prepare
-from frozenasd.cache import EmbeddingCache
-from frozenasd.dcase import list_clips
-from frozenasd.detector_io import load_scoring_pipeline, save_scoring_pipeline
+from frozenasd.data.dcase import list_clips
 from frozenasd.detectors import FrameBank
 from frozenasd.detectors.coreset import covering_radius, greedy_kcenter
+from frozenasd.detectors.frames import pipeline_frame_scores, resolve_pooling
 from frozenasd.detectors.nearest import nearest_distances
+from frozenasd.detectors.persistence import load_scoring_pipeline, save_scoring_pipeline
+from frozenasd.detectors.pipeline import make_detector, scoring_pipeline
 from frozenasd.embed import embed_clips, open_cache
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.encoders.pooling import pad_rows
+from frozenasd.embed.cache import EmbeddingCache
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.pooling import pad_rows
+from frozenasd.embed.frontends import get_frontend
 from frozenasd.errors import FrozenASDError
-from frozenasd.frames import pipeline_frame_scores, resolve_pooling
-from frozenasd.frontends import get_frontend
-from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.settings import RunSettings
 
 D = 6  # values per synthetic frame

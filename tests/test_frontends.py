@@ -12,11 +12,11 @@ import scipy.fft
 import scipy.signal
 from onnx import TensorProto, helper
 
-from frozenasd.encoders.metadata import METADATA_KEY, SCHEMA_VERSION
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.metadata import METADATA_KEY, SCHEMA_VERSION
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.fbank import eat_features
+from frozenasd.embed.frontends import FRONTENDS, get_frontend
 from frozenasd.errors import ModelError
-from frozenasd.fbank import eat_features
-from frozenasd.frontends import FRONTENDS, get_frontend
 
 RNG = np.random.default_rng(7)
 
@@ -83,7 +83,7 @@ def test_yamnet_patches_match_reference(n_samples):
 
 
 def test_yamnet_mel_weights_are_unit_peak_triangles_without_dc():
-    from frozenasd.frontends import yamnet_mel_weights
+    from frozenasd.embed.frontends import yamnet_mel_weights
 
     w = yamnet_mel_weights(64, 257, 16000.0, 125.0, 7500.0)
     np.testing.assert_allclose(w, yamnet_reference_weights(64, 257, 16000.0, 125.0, 7500.0), atol=1e-6)
@@ -146,7 +146,7 @@ def aisfx_reference_spectrogram(wave: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("n_samples", [3000, 44100, 1024 * 120, 1024 * 120 + 1, 150000])
 def test_aisfx_spectrogram_matches_reference(n_samples):
-    from frozenasd.frontends import aisfx_mel_spectrogram
+    from frozenasd.embed.frontends import aisfx_mel_spectrogram
 
     fe = get_frontend("aisfx_mel")
     wave = machine_like(n_samples, 44100)
@@ -157,7 +157,7 @@ def test_aisfx_spectrogram_matches_reference(n_samples):
 
 
 def test_aisfx_blocks_match_the_package_blocking():
-    from frozenasd.frontends import aisfx_blocks
+    from frozenasd.embed.frontends import aisfx_blocks
 
     preprocessing = pytest.importorskip("aisfx.preprocessing")
     for frames in (30, 100, 149, 150, 151, 432):
@@ -167,7 +167,7 @@ def test_aisfx_blocks_match_the_package_blocking():
 
 
 def test_aisfx_features_are_blocks_of_the_spectrogram():
-    from frozenasd.frontends import aisfx_mel_spectrogram
+    from frozenasd.embed.frontends import aisfx_mel_spectrogram
 
     fe = get_frontend("aisfx_mel")
     params = fe.resolve(None, "m.onnx")
@@ -183,7 +183,7 @@ def test_aisfx_features_are_blocks_of_the_spectrogram():
 
 def test_long_recordings_are_computed_in_chunks_of_frames(monkeypatch):
     """Chunking the spectrogram (here 7 frames at a time) changes no value."""
-    from frozenasd.frontends import aisfx_mel_spectrogram, base
+    from frozenasd.embed.frontends import aisfx_mel_spectrogram, base
 
     monkeypatch.setattr(base, "FRAME_CHUNK", 7)
     aisfx = get_frontend("aisfx_mel")
@@ -326,7 +326,7 @@ def test_of_a_longer_clip_the_first_ten_minutes_are_embedded(name, monkeypatch):
 def test_run_skips_clips_shorter_than_one_frame_with_every_frontend(tmp_path, frontend, shape, axes, dim):
     import soundfile as sf
 
-    from frozenasd.dcase import Clip
+    from frozenasd.data.dcase import Clip
     from frozenasd.embed import embed_clips
 
     model = mean_model(tmp_path / "m.onnx", shape, {"name": frontend}, axes, dim)

@@ -12,16 +12,16 @@ import pytest
 from test_calibration import median_z, relu_like
 
 from frozenasd.backbones import prepare
-from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
 from frozenasd.detectors import FusionDetector
 from frozenasd.detectors.fusion import combine, robust_location_spread
+from frozenasd.detectors.persistence import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.detectors.pipeline import make_detector, scoring_pipeline
 from frozenasd.embed import Views
-from frozenasd.encoders.patch_encoder import build_patch_encoder
+from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import ModelError
-from frozenasd.fitted import audio_files, fit_machine, score_files
-from frozenasd.pipeline import make_detector, scoring_pipeline
 from frozenasd.settings import RunSettings
 from frozenasd.views import PRESETS, Branch, default_preset, parse_branch, parse_fusion
+from frozenasd.workflows.fit_score import audio_files, fit_machine, score_files
 
 
 def two_views(rng: np.random.Generator, n: int, fault_in: int | None = None) -> np.ndarray:
@@ -207,7 +207,7 @@ def fusion_settings(patch_encoder, **kw) -> RunSettings:
 
 
 def test_views_join_the_clips_usable_in_every_view(tiny_dataset, patch_encoder):
-    from frozenasd.dcase import list_clips
+    from frozenasd.data.dcase import list_clips
 
     views = Views.open(fusion_settings(patch_encoder))
     clips = list_clips(tiny_dataset, "fan", "train")
@@ -220,7 +220,7 @@ def test_views_join_the_clips_usable_in_every_view(tiny_dataset, patch_encoder):
         p.name for p in sorted((tiny_dataset / "fan" / "train").glob("*9999*"))
     ]
     assert len(embedded.clips) == len(clips) - 1
-    from frozenasd.audio import load_audio
+    from frozenasd.data.audio import load_audio
 
     first = load_audio(embedded.clips[0].path, 16000)
     np.testing.assert_allclose(embedded.embeddings[0, : bounds[1]], logmel([first])[0], rtol=1e-6)

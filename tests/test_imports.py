@@ -21,8 +21,8 @@ import frozenasd
 ROOT = Path(frozenasd.__file__).parent
 # The EAT exporter's PyTorch corner; nothing else may import torch when it is imported.
 TORCH_MODULES = {
-    "frozenasd.encoders.eat_export.export",
-    "frozenasd.encoders.eat_export.model",
+    "frozenasd.backbones.eat_export.export",
+    "frozenasd.backbones.eat_export.model",
 }
 
 
@@ -106,7 +106,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def unit_of(module: str) -> str:
-    """The top-level part of frozenasd a module belongs to: ``frozenasd.encoders.metadata`` -> encoders."""
+    """The top-level part of frozenasd a module is in: ``frozenasd.embed.encoders.metadata`` -> embed."""
     return ".".join(module.split(".")[:2])
 
 
@@ -149,16 +149,49 @@ def test_no_import_loop_among_modules():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or ())
 
 
-def test_no_import_loop_among_subpackages():
-    """encoders/, frontends/, backbones/, detectors/ ...: each pair depends one way at most."""
+# The data flow, first to last: a part of frozenasd imports only parts of earlier layers.
+LAYERS = (
+    ("errors",),
+    ("hashing", "text", "versions", "zip_limits"),
+    ("safe_pickle",),
+    ("data",),  # DCASE layout and names, audio, waveforms, data sets, synthetic machines
+    ("embed",),  # frontends, ONNX encoders, the cache, the embedding stage and its executors
+    ("backbones",),  # the one registry of encoders, the EAT exporter
+    ("detectors",),  # detectors, their registry and persistence, the threshold
+    ("views",),  # which views and detectors a model combines
+    ("settings",),
+    ("scoring",),  # ScoringModel: fit, save, load, score
+    ("evaluation",),  # DCASE metrics
+    ("outputs",),  # every output file name and its writer
+    ("report",),
+    ("workflows",),  # run, fit/score, evaluate, demo: orchestration only
+    ("cli", "compat", "run"),
+    ("__main__",),
+)
+
+
+def unit_graph() -> dict[str, set[str]]:
     units: dict[str, set[str]] = {}
     for module, targets in import_graph(module_files()).items():
         units.setdefault(unit_of(module), set()).update(
             unit_of(t) for t in targets if unit_of(t) != unit_of(module)
         )
+    return units
+
+
+def test_no_import_loop_among_subpackages():
+    """data/, embed/, backbones/, detectors/ ...: each pair depends one way at most."""
+    units = unit_graph()
     assert find_cycle(units) is None, " -> ".join(find_cycle(units) or ())
-    assert "frozenasd.encoders" not in units["frozenasd.frontends"]  # the loop there once was
-    assert "frozenasd.backbones" not in units["frozenasd.encoders"]
+
+
+def test_the_parts_import_in_the_order_data_flows():
+    layer = {f"frozenasd.{name}": i for i, names in enumerate(LAYERS) for name in names}
+    units = {u: t for u, t in unit_graph().items() if u != "frozenasd"}  # the package root: lazy names
+    assert set(units) == set(layer), f"parts not placed in LAYERS: {set(units) ^ set(layer)}"
+    against = [(u, t) for u, targets in units.items() for t in targets if layer[t] >= layer[u]]
+    assert not against, "imports against the data flow: " + ", ".join(f"{u} -> {t}" for u, t in against)
+    assert "frozenasd.backbones" in units["frozenasd.scoring"]  # the graph sees these parts at all
 
 
 def test_every_module_imports_alone_and_only_the_exporter_imports_torch():

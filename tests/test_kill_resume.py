@@ -21,7 +21,7 @@ from frozenasd.embed.executor import CHUNK
 KILLED_RUN = r"""
 import os, signal, sys
 import numpy as np
-import frozenasd.records
+import frozenasd.workflows.records
 from frozenasd.cli import main
 
 where = sys.argv[1]
@@ -42,7 +42,7 @@ def dying_savez(f, **arrays):
 
 np.savez = dying_savez
 if where == "report":
-    frozenasd.records.write_report = lambda *a, **k: kill("killed before the report")
+    frozenasd.workflows.records.write_report = lambda *a, **k: kill("killed before the report")
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from frozenasd import metrics
-from frozenasd.metrics import (
+from frozenasd.detectors.threshold import gamma_threshold
+from frozenasd.evaluation import metrics
+from frozenasd.evaluation.metrics import (
     auc,
     decision_metrics,
     domain_aucs,
     domain_decision_metrics,
-    gamma_threshold,
     machine_metrics,
     official_score,
     pauc,
@@ -253,7 +253,7 @@ def test_gamma_threshold_falls_back_to_empirical_quantile(monkeypatch):
 
 
 def test_the_decision_threshold_is_a_percentile_or_a_fixed_score():
-    from frozenasd.metrics import DEFAULT_PERCENTILE, check_threshold_choice, decision_threshold
+    from frozenasd.detectors.threshold import DEFAULT_PERCENTILE, check_threshold_choice, decision_threshold
 
     x = np.random.default_rng(0).gamma(2.0, 1.0, 500)
     assert DEFAULT_PERCENTILE == 90.0

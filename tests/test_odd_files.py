@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import frozenasd.records as records_module
+import frozenasd.workflows.records as records_module
 from frozenasd.cli import main
-from frozenasd.evaluate import evaluate_submission
-from frozenasd.outputs import printable, read_metrics_txt, read_scores_csv
+from frozenasd.outputs.files import read_metrics_txt, read_scores_csv
 from frozenasd.settings import RunSettings
+from frozenasd.text import printable
+from frozenasd.workflows.evaluate import evaluate_submission
 from frozenasd.workflows.run import run
 
 GOOD = "section_00_source_test_normal_0000_noAttribute.wav"
@@ -168,8 +169,8 @@ def test_a_run_stopped_before_its_report_leaves_no_earlier_report(
 def test_equal_section_numbers_share_their_submission_files(tmp_path):
     import numpy as np
 
-    from frozenasd.dcase import Clip
-    from frozenasd.submission import write_submission_files
+    from frozenasd.data.dcase import Clip
+    from frozenasd.outputs.submission import write_submission_files
 
     names = [
         "section_0_source_test_normal_0000.wav",

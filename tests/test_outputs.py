@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frozenasd import outputs
+from frozenasd.data.dcase import domain_from_name, label_from_name
 from frozenasd.errors import FrozenASDError
-from frozenasd.metrics import machine_metrics
-from frozenasd.outputs import (
+from frozenasd.evaluation.metrics import machine_metrics
+from frozenasd.outputs import files as outputs
+from frozenasd.outputs.files import (
     compute_and_save_metrics,
-    domain_from_name,
-    label_from_name,
     plot_roc,
     read_metrics_txt,
     read_scores_csv,
     write_metrics_txt,
     write_scores_csv,
 )
-from frozenasd.submission import section_id, write_submission
+from frozenasd.outputs.submission import section_id, write_submission
+from frozenasd.text import printable
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -291,26 +291,26 @@ def test_csv_outputs_read_back_names_with_line_breaks_commas_quotes_and_bad_byte
     names = [f"/d/{n}.wav" for n in ("a\rb", "c\nd", "e\r\nf", 'g,"h"', "i,j", os.fsdecode(b"k\xffl"), "m")]
     write_scores_csv(tmp_path / "scores.csv", names, np.arange(len(names)) / 3, [0, 1, None, 0, 1, 0, 1])
     paths, scores, labels = read_scores_csv(tmp_path / "scores.csv")
-    assert paths == [outputs.printable(n) for n in names]
+    assert paths == [printable(n) for n in names]
     assert paths[5] == "/d/k\\xffl.wav" and paths[:5] == names[:5]
     np.testing.assert_array_equal(scores, np.arange(len(names)) / 3)
     assert labels == [0, 1, None, 0, 1, 0, 1]
     score_path, decision_path = write_submission(tmp_path, "fan", 0, names, np.arange(len(names)), [1] * 7)
     for path in (score_path, decision_path):
         rows = read_rows(path)
-        assert sorted(r[0] for r in rows) == sorted(outputs.printable(Path(n).name) for n in names)
+        assert sorted(r[0] for r in rows) == sorted(printable(Path(n).name) for n in names)
         assert all(len(r) == 2 for r in rows)
     skipped = [(names[0], "reason with a\rreturn"), (names[5], f"cannot read {names[5]}")]
     write_metrics_txt(tmp_path / "metrics.txt", {"auc": 0.5}, skipped)
     assert read_metrics_txt(tmp_path / "metrics.txt")["skipped"] == [
-        (outputs.printable(p), outputs.printable(r)) for p, r in skipped
+        (printable(p), printable(r)) for p, r in skipped
     ]
 
 
 def test_score_csv_rows_are_written_by_the_outputs_writer(tmp_path):
     import csv
 
-    from frozenasd.outputs import DECISIONS_HEADER, write_decisions_csv
+    from frozenasd.outputs.files import DECISIONS_HEADER, write_decisions_csv
 
     path = tmp_path / "s.csv"
     write_decisions_csv(path, ["a,b.wav", "c.wav"], [0.1234567, 2.5], [0, 1])

@@ -10,8 +10,8 @@ import pytest
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from frozenasd.detectors import KMeansNN
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.pipeline import get_deep_feat_cls_eat_all_model
+from frozenasd.detectors.pipeline import get_deep_feat_cls_eat_all_model
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +64,8 @@ def test_unknown_names_are_refused(patch_encoder):
 
 
 def test_a_detector_that_scales_itself_gets_no_scaler_and_a_scaler_mismatch_is_refused():
+    from frozenasd.detectors.pipeline import make_detector, scoring_pipeline
     from frozenasd.detectors.scaling import NoScaler
-    from frozenasd.pipeline import make_detector, scoring_pipeline
 
     class SelfScaling(type(make_detector("knn"))):
         _scales_itself = True

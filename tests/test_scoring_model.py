@@ -14,11 +14,11 @@ import soundfile as sf
 import frozenasd
 from frozenasd import Scored, ScoringModel
 from frozenasd.backbones import prepare
-from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.detectors.persistence import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.detectors.threshold import gamma_threshold
 from frozenasd.errors import AudioError, FrozenASDError, ModelError
-from frozenasd.fitted import fit_files, score_files
-from frozenasd.metrics import gamma_threshold
 from frozenasd.settings import RunSettings
+from frozenasd.workflows.fit_score import fit_files, score_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,8 +199,9 @@ def test_files_of_earlier_versions_still_load(fitted, tiny_dataset, tmp_path):
 
 
 def test_loaded_once_it_scores_without_reopening_or_rehashing(fitted, tiny_dataset, monkeypatch):
-    from frozenasd import cache, encoder_identity
-    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.embed import cache
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.scoring import identity as encoder_identity
 
     model = ScoringModel.load(fitted)
     calls = []
@@ -312,7 +313,9 @@ def test_threshold_options_of_run_and_fit(tiny_dataset, tmp_path):
 def test_the_seed_names_come_from_the_package():
     import importlib.util
 
-    from frozenasd import compat, outputs, pipeline
+    from frozenasd import compat
+    from frozenasd.detectors import pipeline
+    from frozenasd.outputs import files as outputs
 
     def root_module(name):
         spec = importlib.util.spec_from_file_location(f"root_{name}", ROOT / f"{name}.py")

@@ -12,7 +12,7 @@ import soundfile as sf
 from scipy.signal import butter, hilbert, sosfiltfilt
 from sklearn.metrics import roc_auc_score
 
-from frozenasd import synth
+from frozenasd.data import synth
 from frozenasd.errors import LayoutError
 
 SR = 16000

@@ -13,13 +13,12 @@ import soundfile as sf
 from onnx import TensorProto, helper
 
 from frozenasd.backbones import format_backbones_table, prepare, resolve_model, status
-from frozenasd.dcase import list_clips
-from frozenasd.demo import DemoData, run_demo
-from frozenasd.detector_io import pipeline_info
+from frozenasd.data.dcase import list_clips
+from frozenasd.detectors.persistence import pipeline_info
 from frozenasd.embed import embed_clips, open_cache
-from frozenasd.encoders.metadata import METADATA_KEY, decode_metadata
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.encoders.pooling import (
+from frozenasd.embed.encoders.metadata import METADATA_KEY, decode_metadata
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.pooling import (
     POOLINGS,
     QUANTILES,
     STATISTICS,
@@ -27,10 +26,11 @@ from frozenasd.encoders.pooling import (
     parse_pooling,
     pool_frames,
 )
-from frozenasd.fbank import eat_features, num_frames
-from frozenasd.fitted import audio_files, fit_machine, score_files
-from frozenasd.frontends import get_frontend
+from frozenasd.embed.fbank import eat_features, num_frames
+from frozenasd.embed.frontends import get_frontend
 from frozenasd.settings import RunSettings
+from frozenasd.workflows.demo import DemoData, run_demo
+from frozenasd.workflows.fit_score import audio_files, fit_machine, score_files
 
 RNG = np.random.default_rng(7)
 
@@ -252,7 +252,7 @@ def test_fitted_file_with_unknown_embedding_settings_is_named(tiny_dataset, tmp_
         model_path=prepare("logmel"), detector="mahalanobis", progress=False, cache_dir=None
     )
     fit_machine(tiny_dataset, "fan", settings, tmp_path / "fan.npz")
-    import frozenasd.scoring as scoring
+    import frozenasd.scoring.model as scoring
 
     real = scoring.pipeline_info
     monkeypatch.setattr(scoring, "pipeline_info", lambda p: {**real(p), "normalise": "loudest"})

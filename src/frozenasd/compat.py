@@ -19,11 +19,11 @@ import sys
 
 import numpy as np
 
-from frozenasd.audio import load_audio
-from frozenasd.dcase import discover_machines, list_clips
+from frozenasd.data.audio import load_audio
+from frozenasd.data.dcase import discover_machines, list_clips
+from frozenasd.detectors.pipeline import get_deep_feat_cls_eat_all_model
 from frozenasd.errors import AudioError, LayoutError
-from frozenasd.outputs import compute_and_save_metrics
-from frozenasd.pipeline import get_deep_feat_cls_eat_all_model
+from frozenasd.outputs.files import compute_and_save_metrics
 
 __all__ = [
     "SPLITS",

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frozenasd.cache import default_cache_dir
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.detectors.frames import resolve_pooling
+from frozenasd.detectors.threshold import DEFAULT_PERCENTILE, check_threshold_choice
+from frozenasd.embed.cache import default_cache_dir
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import ModelError, SettingsError
-from frozenasd.frames import resolve_pooling
-from frozenasd.metrics import DEFAULT_PERCENTILE, check_threshold_choice
 from frozenasd.views import Branch
 
 __all__ = ["RunSettings", "model_settings"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from frozenasd.detectors.fusion import RULES
-from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
+from frozenasd.embed.encoders.pooling import NORMALISATIONS, POOLINGS
 
 FUSION_RULES = RULES  # how a fusion may combine its branches' z-scores
 
@@ -77,7 +77,7 @@ def parse_branch(text: str) -> Branch:
 
     The model may itself hold colons (a path): fields are read from the right.
     """
-    from frozenasd.pipeline import DETECTORS
+    from frozenasd.detectors.pipeline import DETECTORS
 
     parts = text.strip().split(":")
     normalise = "none"

@@ -38,9 +38,9 @@ from frozenasd.backbones.registry import (
     cache_dir,
     get_backbone,
 )
-from frozenasd.encoders.metadata import encode_metadata
+from frozenasd.embed.encoders.metadata import encode_metadata
+from frozenasd.embed.frontends import get_frontend
 from frozenasd.errors import ModelError
-from frozenasd.frontends import get_frontend
 from frozenasd.hashing import file_sha256
 
 __all__ = [
@@ -304,7 +304,7 @@ def download(
 ) -> Path:
     """Make backbone ``name``'s ONNX file, fetching what it needs; ``frozenasd download NAME``.
 
-    A hub backbone (EAT) is downloaded and checked (:mod:`frozenasd.encoders.eat_export.download`;
+    A hub backbone (EAT) is downloaded and checked (:mod:`frozenasd.backbones.eat_export.download`;
     ``cache_dir``, ``revision`` and ``endpoint`` are the hub's) and exported to ``output`` (default:
     ``./<name>.onnx``; PyTorch needed). A package or built-in backbone is prepared (`prepare`) and, when
     ``output`` is given, copied there. ``use_ema`` (take an EAT checkpoint's EMA teacher) is for hub
@@ -312,7 +312,7 @@ def download(
     """
     backbone = get_backbone(name)
     if backbone.source == "hub":
-        from frozenasd.encoders.eat_export.download import download_and_export
+        from frozenasd.backbones.eat_export.download import download_and_export
 
         assert backbone.repo_id is not None
         target = Path(output) if output is not None else Path.cwd() / backbone.files[0]

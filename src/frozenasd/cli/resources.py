@@ -10,7 +10,7 @@ from frozenasd.errors import FrozenASDError
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from frozenasd.synth import synthesize
+    from frozenasd.data.synth import synthesize
 
     written = synthesize(
         args.out,
@@ -34,7 +34,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from frozenasd.encoders.eat_export.export import export_onnx
+    from frozenasd.backbones.eat_export.export import export_onnx
 
     out = export_onnx(
         args.checkpoint,
@@ -50,7 +50,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from frozenasd.backbones import BACKBONES, download, format_models_list
-    from frozenasd.datasets import DATASETS, download_dataset, format_datasets_table
+    from frozenasd.data.datasets import DATASETS, download_dataset, format_datasets_table
 
     if args.list or args.name is None:
         print("models (each made into an ONNX file; `frozenasd backbones` says more):")
@@ -148,7 +148,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_aliases(p)
     p.set_defaults(func=cmd_download)
 
-    from frozenasd.synth import MACHINES
+    from frozenasd.data.synth import MACHINES
 
     p = sub.add_parser(
         "synth",

@@ -16,8 +16,7 @@ from frozenasd.cli.options import (
     settings_from,
 )
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
-from frozenasd.errors import FrozenASDError
-from frozenasd.output_names import (
+from frozenasd.outputs.names import (
     ANOMALY_SCORE,
     DECISION_RESULT,
     METRICS_TXT,
@@ -57,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from frozenasd.evaluate import evaluate_submission, format_table, write_json
+    from frozenasd.workflows.evaluate import evaluate_submission, format_table, write_json
 
     result = evaluate_submission(args.results, args.ground_truth, args.data)
     print(format_table(result), end="")
@@ -68,19 +67,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from frozenasd.fitted import audio_files, fit_files, fit_machine
+    from frozenasd.workflows.fit_score import fit
 
-    if args.inputs and args.data:
-        raise FrozenASDError("give either recordings (files or folders) or --data ROOT --machine M, not both")
-    if args.inputs:
-        files = audio_files(args.inputs)
-        if not files:
-            raise FrozenASDError(f"no audio file found in {', '.join(args.inputs)}")
-        info = fit_files(files, settings_from(args), args.out, args.machine or "recordings")
-    elif args.data and args.machine:
-        info = fit_machine(args.data, args.machine, settings_from(args), args.out)
-    else:
-        raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
+    info = fit(settings_from(args), args.out, inputs=args.inputs, data=args.data, machine=args.machine)
     rule = info["threshold_rule"]
     how = "fixed" if "fixed" in rule else f"percentile {rule['percentile']:g} of the gamma fit"
     print(
@@ -91,24 +80,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from frozenasd.outputs import printable, write_decisions_csv
-    from frozenasd.score_record import STDOUT, score_record, write_score_json
-    from frozenasd.scoring import ScoringModel
+    from frozenasd.outputs.score_json import STDOUT
+    from frozenasd.text import printable
+    from frozenasd.workflows.fit_score import score_and_write
 
-    model = ScoringModel.load(args.fitted, args.model, batch_size=args.batch_size, num_threads=args.threads)
-    result = model.score(args.inputs, frames=bool(args.frames), progress=not args.no_progress)
+    result = score_and_write(
+        args.fitted,
+        args.inputs,
+        encoder=args.model,
+        csv=args.csv or None,
+        frames=args.frames or None,
+        json=args.json or None,
+        batch_size=args.batch_size,
+        num_threads=args.threads,
+        progress=not args.no_progress,
+    )
     rows = [
         (str(p), f"{s:.6f}", int(d))
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
     ]
-    if args.csv:
-        write_decisions_csv(args.csv, result.paths, result.scores, result.decisions)
-    if args.frames:
-        from frozenasd.frames import write_frame_scores
-
-        write_frame_scores(args.frames, result.paths, result.frames, result.frame_hop)
-    if args.json:
-        write_score_json(score_record(result, args.fitted), args.json)
     if args.json != STDOUT:  # with the JSON on stdout, the table stays out of it
         for path, score, decision in rows:
             print(f"{score}  {'ANOMALY' if decision else 'normal '}  {printable(path)}")
@@ -125,12 +115,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from frozenasd.demo import QUICK, run_demo
+    from frozenasd.workflows.demo import QUICK, run_demo
 
-    if args.detector is not None and args.model is None:
-        raise FrozenASDError("--detector shapes one model's view: give --model too")
-    if args.model is not None and args.preset is not None:
-        raise FrozenASDError("give --model (one view) or --preset (a fusion of views), not both")
     result = run_demo(
         args.out,
         backbone=args.model,
@@ -156,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from frozenasd.pipeline import DETECTORS
+    from frozenasd.detectors.pipeline import DETECTORS
     from frozenasd.views import PRESETS
 
     p = sub.add_parser(

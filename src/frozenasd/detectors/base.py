@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from frozenasd.dcase import DOMAINS
+from frozenasd.data.dcase import DOMAINS
 from frozenasd.detectors.crossfit import refit_folds, refit_scores
 
 

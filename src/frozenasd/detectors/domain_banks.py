@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from frozenasd.dcase import DOMAINS
+from frozenasd.data.dcase import DOMAINS
 from frozenasd.detectors.base import AnomalyDetectorMixin, domain_codes
 from frozenasd.detectors.crossfit import loo_scaler_stats
 from frozenasd.detectors.distances import check_metric, knn_mean_distance

@@ -57,8 +57,8 @@ class FusionDetector(AnomalyDetectorMixin, BaseEstimator):
     ----------
     bounds: column boundaries of the branches: branch ``k`` reads columns ``bounds[k]:bounds[k + 1]``
         (``bounds[0] = 0``, the last bound is the input's width).
-    detectors: the detector name of each branch (see ``frozenasd.pipeline.DETECTORS``); one fewer than
-        ``bounds``.
+    detectors: the detector name of each branch (see ``frozenasd.detectors.pipeline.DETECTORS``);
+        one fewer than ``bounds``.
     rule: how the branches' z-scores are combined: ``"max"`` or ``"mean"``.
     n_components, random_state: passed to the branch detectors that take them.
     contamination: sets ``offset_`` on the fused training scores.

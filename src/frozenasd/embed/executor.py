@@ -16,14 +16,14 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from frozenasd.audio import load_audio, samples_at
-from frozenasd.cache import EmbeddingCache, clip_identity
-from frozenasd.dcase import Clip
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.encoders.pooling import pad_rows
+from frozenasd.data.audio import load_audio, samples_at
+from frozenasd.data.dcase import Clip
+from frozenasd.data.waveforms import WaveClip, read_wave
+from frozenasd.embed.cache import EmbeddingCache, clip_identity
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError, ModelError
-from frozenasd.outputs import printable
-from frozenasd.waveforms import WaveClip, read_wave
+from frozenasd.text import printable
 
 __all__ = ["CHUNK", "Embedded", "Executor", "LocalExecutor", "embed_clips"]
 

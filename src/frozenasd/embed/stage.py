@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from frozenasd.cache import EmbeddingCache
-from frozenasd.dcase import Clip
+from frozenasd.data.dcase import Clip
+from frozenasd.embed.cache import EmbeddingCache
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.executor import Embedded, Executor, LocalExecutor
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.hashing import file_sha256
-from frozenasd.outputs import printable
+from frozenasd.text import printable
 
 if TYPE_CHECKING:
     from frozenasd.settings import RunSettings

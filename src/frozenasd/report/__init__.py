@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from frozenasd import __version__
-from frozenasd.metrics import clipped_hmean
+from frozenasd.evaluation.metrics import clipped_hmean
 from frozenasd.report.model import TABLE_HEADERS, TABLE_KEYS, MachineReport, _check
 from frozenasd.report.page import _document, _esc
 from frozenasd.report.plots import MAX_BINS

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from frozenasd.dcase import DOMAINS
+from frozenasd.data.dcase import DOMAINS
 
 TABLE_KEYS = ("auc_source", "auc_target", "pauc", "hmean")
 TABLE_HEADERS = ("AUC (source) %", "AUC (target) %", "pAUC %", "hmean %")

@@ -6,7 +6,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from frozenasd.outputs import printable
+from frozenasd.text import printable
 
 _CSS = """
 :root { --fg: #1d2330; --muted: #5b6474; --line: #d9dee7; --bg: #ffffff; --panel: #f5f7fa;

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.metrics import MAX_FPR
+from frozenasd.evaluation.metrics import MAX_FPR
 from frozenasd.report.model import _LABEL_NAMES, FrameTrace, _Checked
 from frozenasd.report.page import _esc
 

@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from frozenasd.dcase import DOMAINS
-from frozenasd.metrics import MAX_FPR, clipped_hmean
-from frozenasd.output_names import FRAME_SCORES_CSV
+from frozenasd.data.dcase import DOMAINS
+from frozenasd.evaluation.metrics import MAX_FPR, clipped_hmean
+from frozenasd.outputs.names import FRAME_SCORES_CSV
 from frozenasd.report.model import (
     _LABEL_NAMES,
     TABLE_HEADERS,
@@ -117,7 +117,7 @@ def _listenable(src: Path, folder: Path, name: str, used: set[str]) -> tuple[str
         return name, ""
     import soundfile as sf
 
-    from frozenasd.audio import library_path
+    from frozenasd.data.audio import library_path
 
     with sf.SoundFile(library_path(src)) as f:
         rate = f.samplerate

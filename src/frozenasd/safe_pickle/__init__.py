@@ -18,7 +18,7 @@ bounded by budgets: ``MAX_PICKLE_BYTES`` and ``MAX_PICKLE_OPS`` for ``data.pkl``
 unpickled), ``MAX_ITEMS``, ``MAX_DEPTH`` and ``MAX_NODES`` for what the allowed calls build and walk.
 
 Both readers of ``torch.save`` files use this package: the EAT checkpoint loader
-(:mod:`frozenasd.encoders.eat_export.checkpoint`) and the aiSFX backbone builder
+(:mod:`frozenasd.backbones.eat_export.checkpoint`) and the aiSFX backbone builder
 (:mod:`frozenasd.backbones.aisfx_onnx`). It needs numpy only, never PyTorch. This module is the public
 entry point; it gathers the names of the two modules that implement it.
 """

@@ -3,8 +3,8 @@
 A clip that cannot be used (unreadable, truncated, too short) is reported, skipped and listed in the
 outputs; the rest of the run goes on. A machine that cannot be scored at all is reported and the
 other machines still run. This module only orders the steps: the embedding is :mod:`frozenasd.embed`'s,
-the fitting :mod:`frozenasd.fitting`'s, the files :mod:`frozenasd.outputs`', :mod:`frozenasd.submission`'s
-and :mod:`frozenasd.records`'.
+the fitting :mod:`frozenasd.scoring.fitting`'s, the files :mod:`frozenasd.outputs`' and the records
+:mod:`frozenasd.workflows.records`'.
 """
 
 from __future__ import annotations
@@ -15,19 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frozenasd.dcase import Clip, discover_machines, list_clips
+import numpy as np
+
+from frozenasd.data.dcase import Clip, discover_machines, list_clips
+from frozenasd.detectors.frames import frame_detector, frame_starts, pipeline_frame_scores
 from frozenasd.embed import Executor, Views
 from frozenasd.errors import FrozenASDError
-from frozenasd.fitting import fit_on_normals
-from frozenasd.frames import record_top_frames
-from frozenasd.output_names import MACHINE_FILES, REPORT_HTML, SUMMARY_MD, machine_dir_name
-from frozenasd.outputs import compute_and_save_metrics, printable
-from frozenasd.records import write_run_json, write_run_summary
+from frozenasd.outputs.files import compute_and_save_metrics
+from frozenasd.outputs.frame_scores import write_frame_scores
+from frozenasd.outputs.names import FRAME_SCORES_CSV, MACHINE_FILES, REPORT_HTML, SUMMARY_MD, machine_dir_name
+from frozenasd.outputs.submission import remove_submission_files, write_submission_files
 from frozenasd.report import MachineReport
+from frozenasd.report.model import FrameTrace
+from frozenasd.scoring.fitting import fit_on_normals
 from frozenasd.settings import RunSettings
-from frozenasd.submission import remove_submission_files, write_submission_files
+from frozenasd.text import printable
+from frozenasd.workflows.records import write_run_json, write_run_summary
 
 __all__ = ["RunResult", "run", "run_machine"]
+
+TOP_CLIPS = 5  # clips whose frame scores a run keeps per machine (the highest-scoring test clips)
 
 
 @dataclass
@@ -177,3 +184,30 @@ def _remove_outputs(out_root: Path, out_dir: Path, machine: str) -> None:
     remove_submission_files(out_root, machine)
     for name in MACHINE_FILES:
         (out_dir / name).unlink(missing_ok=True)
+
+
+def record_top_frames(
+    out_dir: Path,
+    pipe: Any,
+    X: np.ndarray,
+    paths: Sequence[str],
+    scores: np.ndarray,
+    labels: Sequence[int | None],
+    hop: float | None,
+    top: int = TOP_CLIPS,
+) -> list[FrameTrace]:
+    """The frame scores of the ``top`` highest-scoring clips, written to ``out_dir/frame_scores.csv``.
+
+    Nothing (and no file) for a detector without frame scores. Clips are ranked as the report ranks
+    them: by score, then path.
+    """
+    (Path(out_dir) / FRAME_SCORES_CSV).unlink(missing_ok=True)
+    if frame_detector(pipe) is None or len(paths) == 0:
+        return []
+    order = sorted(range(len(paths)), key=lambda i: (-scores[i], paths[i]))[:top]
+    per_frame = pipeline_frame_scores(pipe, X[order])
+    write_frame_scores(Path(out_dir) / FRAME_SCORES_CSV, [paths[i] for i in order], per_frame, hop)
+    return [
+        FrameTrace(paths[i], s, frame_starts(len(s), hop), labels[i])
+        for i, s in zip(order, per_frame, strict=True)
+    ]

@@ -1,0 +1,1 @@
+"""The files frozenasd writes: every name in :mod:`frozenasd.outputs.names`, one writer per format."""
