@@ -150,19 +150,19 @@ class History:
             raise
         self._db.execute("COMMIT")
 
-    def append(self, rows: Iterable[HistoryRow]) -> int:
-        """Write ``rows`` in one transaction; returns how many were new (a recording a machine already
-        holds, by identity, is left as it was)."""
-        rows = list(rows)
+    def append(self, rows: Iterable[HistoryRow]) -> list[HistoryRow]:
+        """Write ``rows`` in one transaction; returns those written (a recording a machine already
+        holds, by identity, is left as it was and not returned)."""
         marks = ", ".join("?" for _ in _COLUMNS)
         sql = f"INSERT INTO scores ({', '.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        written = []
         with self._lock, self._guard("write to"), self._transaction():
-            before = self._db.total_changes
             for row in rows:
                 values = list(astuple(row))
                 values[_COLUMNS.index("anomalous")] = None if row.anomalous is None else int(row.anomalous)
-                self._db.execute(sql, values)
-            return self._db.total_changes - before
+                if self._db.execute(sql, values).rowcount:
+                    written.append(row)
+        return written
 
     # --------------------------------------------------------------------------------------- read
     def seen(self, identity: str, machine: str | None = None) -> bool:

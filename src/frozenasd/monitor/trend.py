@@ -27,7 +27,7 @@ __all__ = ["Series", "load_series", "rolling_median", "summary_text", "trend_png
 
 DEFAULT_WINDOW = 20
 STEADY = 0.05  # a change of the median under this share of the threshold is "steady"
-RECENT_ANOMALIES = 20
+RECENT_ANOMALIES = 20  # the page lists this many most recent anomalous recordings per machine
 SYMLOG_ABOVE = 20  # scores this many times the threshold turn the plot's upper part logarithmic
 
 

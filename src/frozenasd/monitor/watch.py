@@ -269,11 +269,14 @@ class Watcher:
                     source=SOURCE,
                 )
             )
-        self.history.append(rows)
+        written = self.history.append(rows)
         for row in rows:
             self._finish(row.file, row.size, row.mtime_ns)
-            self._report(row)
-        return len(rows)
+            if row in written:
+                self._report(row)
+            else:  # another process recorded it meanwhile
+                self.summary.known += 1
+        return len(written)
 
     def _finish(self, key: str, size: int | None, mtime: int | None) -> None:
         self._done[key] = (size, mtime)
