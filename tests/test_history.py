@@ -65,7 +65,10 @@ def test_rows_come_back_as_written_in_time_order_and_narrowed(tmp_path):
         assert len(h.rows(since="2026-12-01T10:02:00Z")) == 3
         assert h.seen("fan-3") and h.seen("fan-3", "fan") and not h.seen("fan-3", "pump")
         assert not h.seen("fan-9")
-        assert h.files("fan")["/rec/fan_0001.wav"] == (None, None)
+        assert h.file_state("fan", "/rec/fan_0001.wav") == (None, None)
+        assert h.file_state("pump", "/rec/fan_0001.wav") is None
+        h.append([row(7, file="/rec/fan_0001.wav", size=10, mtime_ns=20)])
+        assert h.file_state("fan", "/rec/fan_0001.wav") == (10, 20)  # the last row's
 
 
 def test_a_recording_is_held_once_per_machine_and_unidentified_rows_are_never_merged(tmp_path):

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS scores_identity ON scores (machine, identity);
 CREATE INDEX IF NOT EXISTS scores_time ON scores (machine, recorded_at);
+CREATE INDEX IF NOT EXISTS scores_file ON scores (machine, file);
 """
 
 
@@ -200,13 +201,14 @@ class History:
         with self._lock, self._guard("read"):
             return [m for (m,) in self._db.execute("SELECT DISTINCT machine FROM scores ORDER BY machine")]
 
-    def files(self, machine: str) -> dict[str, tuple[int | None, int | None]]:
-        """Per file recorded for ``machine``, the size and modification time it had (the last row's)."""
+    def file_state(self, machine: str, file: str) -> tuple[int | None, int | None] | None:
+        """The size and modification time ``file`` had when last recorded for ``machine``; None if never."""
         with self._lock, self._guard("read"):
             found = self._db.execute(
-                "SELECT file, size, mtime_ns FROM scores WHERE machine = ? ORDER BY id", (machine,)
-            )
-            return {file: (size, mtime) for file, size, mtime in found}
+                "SELECT size, mtime_ns FROM scores WHERE machine = ? AND file = ? ORDER BY id DESC LIMIT 1",
+                (machine, file),
+            ).fetchone()
+        return None if found is None else (found[0], found[1])
 
     # ---------------------------------------------------------------------------------- plumbing
     @contextmanager

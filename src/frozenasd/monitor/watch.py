@@ -29,11 +29,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from frozenasd.dcase import Clip, is_audio_file
+from frozenasd.errors import LayoutError
 from frozenasd.hashing import file_sha256
 from frozenasd.monitor.history import History, HistoryRow, iso_utc
 from frozenasd.outputs import printable
@@ -102,7 +103,6 @@ class WatchSummary:
     anomalous: int = 0
     skipped: int = 0
     known: int = 0  # settled files already in the history (met again, or the same content)
-    lines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -134,8 +134,6 @@ class Watcher:
     ) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            from frozenasd.errors import LayoutError
-
             raise LayoutError(f"{self.folder}: no such folder to watch")
         self.model, self.history = model, history
         self.machine = machine or model.machine or "recordings"
@@ -146,8 +144,9 @@ class Watcher:
         self.summary = WatchSummary()
         self._stop = threading.Event()
         self._delay = float(os.environ.get(TEST_DELAY_ENV) or 0)
-        # files handled: their size and mtime when recorded (from the history: a restart reads none again)
-        self._done: dict[str, tuple[int | None, int | None]] = history.files(self.machine)
+        # the files present that are handled: their size and mtime when recorded (read from the
+        # history at first sight, so a restart reads none of them again)
+        self._done: dict[str, tuple[int | None, int | None]] = {}
         self._pending: dict[str, _Seen] = {}
         self._only: set[str] | None = None  # with `once`: the files of the first scan
 
@@ -155,10 +154,6 @@ class Watcher:
     def stop(self) -> None:
         """Stop after the batch in progress (safe to call from a signal handler or another thread)."""
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def run(self, *, once: bool = False) -> WatchSummary:
         """Poll until :meth:`stop`; ``once``: until every file found by the first scan is handled."""
@@ -195,6 +190,10 @@ class Watcher:
             except OSError:  # gone since the scan, or a link that leads nowhere: met at the next one
                 continue
             present.add(key)
+            if key not in self._done and key not in self._pending:
+                recorded = self.history.file_state(self.machine, key)
+                if recorded is not None:
+                    self._done[key] = recorded
             if self._done.get(key) == (st.st_size, st.st_mtime_ns):
                 continue
             seen = self._pending.get(key)
@@ -204,8 +203,9 @@ class Watcher:
                 ready.append((path, key, st.st_size, st.st_mtime_ns))
         if first:
             self._only = present
-        for key in set(self._pending) - present:  # gone (moved away, deleted)
-            del self._pending[key]
+        for gone in (self._pending, self._done):  # files moved away or deleted are forgotten
+            for key in set(gone) - present:
+                del gone[key]
         recorded = 0
         for start in range(0, len(ready), self.batch_size):
             if self._stop.is_set():
@@ -291,7 +291,6 @@ class Watcher:
             self.summary.anomalous += bool(row.anomalous)
             decision = "ANOMALY" if row.anomalous else "normal "
             line = f"{row.score:.6f}  {decision}  {row.recorded_at}  {row.file}"
-        self.summary.lines.append(line)
         self.out(line)
 
 
