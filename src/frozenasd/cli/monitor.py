@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from frozenasd.cli.options import positive_int
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
+from frozenasd.errors import LayoutError
 
 NAME_TIMES = """\
 time recorded: read from the file name when it carries a date and time, for example
@@ -54,6 +56,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from frozenasd.monitor.watch import Watcher, describe
     from frozenasd.scoring import ScoringModel
 
+    if not os.path.isdir(args.folder):  # before the model is loaded
+        raise LayoutError(f"{args.folder}: no such folder to watch")
     model = ScoringModel.load(args.fitted, args.model, batch_size=args.batch_size, num_threads=args.threads)
     with History(args.history) as history:
         watcher = Watcher(
