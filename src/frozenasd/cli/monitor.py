@@ -54,7 +54,7 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
 def cmd_watch(args: argparse.Namespace) -> int:
     from frozenasd.monitor.history import History
     from frozenasd.monitor.watch import Watcher, describe
-    from frozenasd.scoring import ScoringModel
+    from frozenasd.scoring.model import ScoringModel
 
     if not os.path.isdir(args.folder):  # before the model is loaded
         raise LayoutError(f"{args.folder}: no such folder to watch")

@@ -1,7 +1,7 @@
 """Watch a folder: score each new recording once it is completely written, exactly once, into a history.
 
 The folder and its subfolders are polled every ``interval`` seconds for audio files
-(:func:`frozenasd.dcase.is_audio_file`: an audio extension, not hidden). A file is *settled* once
+(:func:`frozenasd.data.dcase.is_audio_file`: an audio extension, not hidden). A file is *settled* once
 its size and modification time have stayed the same for ``settle`` seconds of watching; it is then
 hashed (SHA-256, its identity) and scored, a batch at a time, with a model loaded once.
 
@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from frozenasd.dcase import Clip, is_audio_file
+from frozenasd.data.dcase import Clip, is_audio_file
 from frozenasd.errors import LayoutError
 from frozenasd.hashing import file_sha256
 from frozenasd.monitor.history import History, HistoryRow, iso_utc
-from frozenasd.outputs import printable
-from frozenasd.scoring import ScoringModel
+from frozenasd.scoring.model import ScoringModel
+from frozenasd.text import printable
 
 __all__ = ["TEST_DELAY_ENV", "WatchSummary", "Watcher", "name_time"]
 
