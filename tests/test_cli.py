@@ -32,6 +32,8 @@ CONCEPTS = {
     "export": {"--out"},
     "download": {"--out", "--machine"},
     "synth": {"--out", "--machine"},
+    "watch": {"--machine", "--model"},
+    "history": {"--out", "--machine"},
 }
 
 # (command, the other arguments it needs, primary spelling, values given to it)
@@ -54,6 +56,10 @@ SPELLINGS = [
     ("download", ["dcase2024-dev"], "--machine", ["fan", "bearing"]),
     ("synth", [], "--out", ["s"]),
     ("synth", ["-o", "s"], "--machine", ["valve", "fan"]),
+    ("watch", ["inbox", "--fitted", "f.npz"], "--machine", ["fan"]),
+    ("watch", ["inbox", "--fitted", "f.npz"], "--model", ["m.onnx"]),
+    ("history", ["h.sqlite"], "--out", ["t.html"]),
+    ("history", ["h.sqlite"], "--machine", ["fan"]),
 ]
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from frozenasd import __version__
-from frozenasd.cli import resources, scoring
+from frozenasd.cli import monitor, resources, scoring
 from frozenasd.cli.options import add_run_options, print_summary, settings_from
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
@@ -38,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
             "frozenasd run --data dataset --out results",
             "frozenasd fit --data dataset --machine fan --out fan.npz",
             "frozenasd score new_recordings/ --fitted fan.npz",
+            "frozenasd watch /data/recorder --fitted fan.npz --history history.sqlite",
         ),
     )
     parser.add_argument("--version", action="version", version=f"frozenasd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     scoring.add_commands(sub)
+    monitor.add_commands(sub)
     resources.add_commands(sub)
     return parser
 
