@@ -164,7 +164,7 @@ LAYERS = (
     ("evaluation",),  # DCASE metrics
     ("outputs",),  # every output file name and its writer
     ("report",),
-    ("workflows",),  # run, fit/score, evaluate, demo: orchestration only
+    ("workflows", "monitor"),  # run, fit/score, evaluate, demo; watch a folder, the score history
     ("cli", "compat", "run"),
     ("__main__",),
 )
