@@ -32,6 +32,7 @@ CONCEPTS = {
     "export": {"--out"},
     "download": {"--out", "--machine"},
     "synth": {"--out", "--machine"},
+    "serve": set(),
 }
 
 # (command, the other arguments it needs, primary spelling, values given to it)

@@ -16,7 +16,9 @@ endpoints (JSON; every one but /healthz and the docs needs 'Authorization: Beare
   POST /v1/models/NAME/score-batch   several multipart files: one result or error per file
   GET  /v1/models                    the models: name, encoder, threshold, fit date
   GET  /healthz, GET /metrics (Prometheus), GET /docs (OpenAPI)
-A model's NAME is its fitted file's name without .npz (fan.npz -> fan)."""
+A model's NAME is its fitted file's name without .npz (fan.npz -> fan). A client posts a recording:
+  curl -H "Authorization: Bearer $(cat token.txt)" -F file=@clip.wav \\
+       http://127.0.0.1:8080/v1/models/fan/score"""
 
 
 def positive_float(text: str) -> float:
@@ -57,8 +59,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         epilog=examples(
             "frozenasd serve --fitted fan.npz --fitted pump.npz",
             "frozenasd serve --fitted fan.npz --host 0.0.0.0 --token-file token.txt",
-            'curl -H "Authorization: Bearer $(cat token.txt)" -F file=@clip.wav '
-            "http://127.0.0.1:8080/v1/models/fan/score",
             before=SERVE_NOTES,
         ),
     )

@@ -143,9 +143,7 @@ def create_app(registry: Registry, config: ServiceConfig, metrics: Metrics | Non
             raise ServiceError(404, "unknown_model", f"no model named {name!r}; this service has: {known}")
         return served
 
-    async def score_request(
-        name: str, request: Request, frames: bool, max_files: int
-    ) -> list[dict[str, Any]]:
+    async def score_request(name: str, request: Request, frames: bool, one: bool) -> list[dict[str, Any]]:
         served = lookup(name)
         if frames and not served.has_frames:
             raise ServiceError(
@@ -155,7 +153,7 @@ def create_app(registry: Registry, config: ServiceConfig, metrics: Metrics | Non
             )
         async with admission.slot():
             try:
-                uploads = await receive_uploads(request, Path(folder.name), max_files)
+                uploads = await receive_uploads(request, Path(folder.name), config.max_files, one=one)
             except UploadProblem as exc:
                 raise ServiceError(400, "bad_upload", str(exc)) from exc
             try:
@@ -181,7 +179,7 @@ def create_app(registry: Registry, config: ServiceConfig, metrics: Metrics | Non
         """``{score, threshold, anomalous, model, encoder_sha256, duration_s, cut, file, elapsed_s}``;
         ``frames`` (and ``frame_hop_s``) with ``?frames=true`` for a frame detector."""
         start = time.perf_counter()
-        (result,) = await score_request(name, request, frames, 1)
+        (result,) = await score_request(name, request, frames, True)
         if "error" in result:
             return JSONResponse({"error": result["error"], "detail": result["detail"]}, 422)
         return {**result, "elapsed_s": time.perf_counter() - start}
@@ -195,7 +193,7 @@ def create_app(registry: Registry, config: ServiceConfig, metrics: Metrics | Non
     async def score_batch(name: str, request: Request, frames: bool = False) -> dict[str, Any]:
         """``{model, results: [one score's result, or {file, error, detail}], n_scored, n_anomalous}``."""
         start = time.perf_counter()
-        results = await score_request(name, request, frames, config.max_files)
+        results = await score_request(name, request, frames, False)
         scored = [r for r in results if "error" not in r]
         return {
             "model": name,

@@ -36,10 +36,13 @@ def _target(folder: Path, name: str) -> Path:
     return Path(path)
 
 
-async def receive_uploads(request: Request, folder: Path, max_files: int) -> list[Upload]:
+async def receive_uploads(
+    request: Request, folder: Path, max_files: int, *, one: bool = False
+) -> list[Upload]:
     """The request's recordings as temporary files in ``folder`` (the caller removes them).
 
-    UploadProblem when there is none, one is empty, or there are more than ``max_files``.
+    UploadProblem when there is none, one is empty, or there are more than ``max_files`` (``one``: more
+    than one).
     """
     received: list[Upload] = []
     try:
@@ -51,13 +54,21 @@ async def receive_uploads(request: Request, folder: Path, max_files: int) -> lis
                     raise UploadProblem(
                         "the form holds no file: send the recording as a file field (curl -F file=@clip.wav)"
                     )
-                if len(files) > max_files:
-                    raise UploadProblem(f"{len(files)} files in one request; at most {max_files} here")
+                if one and len(files) > 1:
+                    raise UploadProblem(
+                        f"{len(files)} files in one request; this endpoint scores one "
+                        "(score-batch takes several)"
+                    )
                 for item in files:
                     name = item.filename or f"file {len(received) + 1}"
                     path = _target(folder, name)
                     received.append(Upload(path, name))
                     await anyio.to_thread.run_sync(_copy, item, path)
+        elif content_type.lower().startswith("application/x-www-form-urlencoded"):
+            raise UploadProblem(
+                "a URL-encoded form holds no file: send the recording as a multipart file field "
+                "(curl -F file=@clip.wav) or as the raw body (curl --data-binary @clip.wav)"
+            )
         else:
             name = request.query_params.get("filename") or RAW_BODY
             path = _target(folder, name)
