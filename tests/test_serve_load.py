@@ -52,10 +52,13 @@ class HeldScorer:
         return self.real(*args, **kwargs)
 
 
-def test_300_requests_from_8_clients_all_scored_without_an_error(registry, fan, tiny_dataset):
+def test_300_requests_from_8_clients_all_scored_without_an_error_some_together(registry, fan, tiny_dataset):
     files = sorted((tiny_dataset / "fan" / "test").glob("*_000[0-9]_*.wav"))
     expected = dict(zip((f.name for f in files), ScoringModel.load(fan).score(files).scores, strict=True))
     bodies = {f.name: f.read_bytes() for f in files}
+    sizes: list[int] = []
+    real = registry.score
+    registry.score = lambda served, uploads, **kw: sizes.append(len(uploads)) or real(served, uploads, **kw)
     config = ServiceConfig(fitted=(fan,), queue=CLIENTS, workers=2)
     with running(registry, config) as server, httpx.Client(base_url=server.url, timeout=60) as client:
 
@@ -76,6 +79,7 @@ def test_300_requests_from_8_clients_all_scored_without_an_error(registry, fan, 
     assert seconds < 120, f"{N_REQUESTS} requests took {seconds:.1f} s"
     assert f'frozenasd_recordings_scored_total{{model="fan"}} {N_REQUESTS}' in metrics
     assert "frozenasd_queue_depth 0" in metrics
+    assert sum(sizes) == N_REQUESTS and max(sizes) > 1  # requests that waited together were scored together
     print(
         f"{N_REQUESTS} requests at {CLIENTS} concurrent: {seconds:.2f} s, "
         f"{N_REQUESTS / seconds:.0f} requests/s"
