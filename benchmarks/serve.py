@@ -1,6 +1,6 @@
 """The scoring service's throughput and latency, and its overhead against scoring in-process.
 
-    python benchmarks/serve.py [--clips 32] [--requests 64] [--benchmarks-md BENCHMARKS.md]
+    python benchmarks/serve.py [--clips 32] [--requests 64] [--rounds 3] [--benchmarks-md BENCHMARKS.md]
 
 Writes synthetic 10-second fan clips (16 kHz WAV, as DCASE data): 40 normal ones to fit on and
 ``--clips`` to score. Fits aiSFX and YAMNet (mean pooling, Mahalanobis) once, untimed. Then:
@@ -12,7 +12,8 @@ Writes synthetic 10-second fan clips (16 kHz WAV, as DCASE data): 40 normal ones
 
 Reports requests/s, p50/p99 latency and the overhead: at 1 client the service's mean latency against
 one in-process call per clip, at 8 clients its time per clip against the faster in-process way. The
-clients share the machine with the service, as a recorder's uploader would.
+clients share the machine with the service, as a recorder's uploader would. Rounds alternate the
+in-process and the service measurements; the table gives medians over rounds.
 """
 
 from __future__ import annotations
@@ -47,10 +48,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def in_process(fitted: Path, clips: list[Path]) -> dict[str, float]:
+def in_process(model: ScoringModel, clips: list[Path]) -> dict[str, float]:
     """Seconds per clip scoring in this process: one call per clip, and all clips in one call."""
-    model = ScoringModel.load(fitted)
-    model.score(clips[:2])  # warm-up
     start = time.perf_counter()
     for clip in clips:
         model.score(clip)
@@ -93,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clips", type=int, default=32, help="distinct clips posted (default: 32)")
     parser.add_argument("--requests", type=int, default=64, help="requests per level (default: 64)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurement rounds (default: 3)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the clips (default: temporary)")
     parser.add_argument("--benchmarks-md", type=Path, default=None, help="write the section to this file")
     args = parser.parse_args(argv)
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         if not fitted[backbone].is_file():
             model = ScoringModel.fit(train, backbone, machine="fan", detector="mahalanobis", progress=False)
             model.save(fitted[backbone])
-    local = {b: in_process(fitted[b], clips) for b in BACKBONES}
+    models = {b: ScoringModel.load(fitted[b]) for b in BACKBONES}
+    for model in models.values():
+        model.score(clips[:2])  # warm-up
 
     port = free_port()
     command = [sys.executable, "-m", "frozenasd", "serve", "--port", str(port)]
@@ -128,17 +130,29 @@ def main(argv: list[str] | None = None) -> int:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the service did not start")
             time.sleep(0.2)
-        served = {(b, c): load(url, b, clips, c, args.requests) for b in BACKBONES for c in LEVELS}
+        # rounds alternate in-process and service measurements, so that both meet the machine's moods
+        local: dict[str, list[dict[str, float]]] = {b: [] for b in BACKBONES}
+        served: dict[tuple[str, int], list[dict[str, float]]] = {
+            (b, c): [] for b in BACKBONES for c in LEVELS
+        }
+        for _ in range(args.rounds):
+            for backbone in BACKBONES:
+                local[backbone].append(in_process(models[backbone], clips))
+                for clients in LEVELS:
+                    served[(backbone, clients)].append(load(url, backbone, clips, clients, args.requests))
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(60)
 
     rows = []
-    for (backbone, clients), r in served.items():
+    for (backbone, clients), rounds in served.items():
+        r = {k: statistics.median(x[k] for x in rounds) for k in rounds[0]}
+        r["errors"] = sum(x["errors"] for x in rounds)
+        ref = {k: statistics.median(x[k] for x in local[backbone]) for k in ("one", "all")}
         if clients == 1:
-            reference, overhead = local[backbone]["one"], r["mean"] / local[backbone]["one"] - 1
+            reference, overhead = ref["one"], r["mean"] / ref["one"] - 1
         else:
-            reference = min(local[backbone].values())
+            reference = min(ref.values())
             overhead = r["per_clip"] / reference - 1
         rows.append(
             f"| {backbone} | {clients} | {r['rps']:.1f} | {1000 * r['p50']:.0f} | {1000 * r['p99']:.0f} "
@@ -149,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     setup = (
         f"Measured {when} on {facts['cpu']}, {facts['cores']} cores, Python {facts['python']}: "
-        f"`python benchmarks/serve.py --clips {args.clips} --requests {args.requests}`. `frozenasd serve` "
+        f"`python benchmarks/serve.py --clips {args.clips} --requests {args.requests} "
+        f"--rounds {args.rounds}`. `frozenasd serve` "
         "with its defaults (one scoring worker, ONNX Runtime on every core) serves an aiSFX and a YAMNet "
         "model (mean pooling, Mahalanobis) fitted on synthetic fan clips; clients in another process post "
         f"{args.clips} synthetic 10-second 16 kHz WAV clips ({kb} KB each, multipart) over loopback HTTP, "
@@ -157,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         "service. In-process reference: `ScoringModel.load` once, then at 1 client one `score` call per "
         "clip (a caller scoring each recording as it comes), at 8 clients the faster of that and all clips "
         "in one call (batched). Overhead: at 1 client the mean latency against the in-process time per "
-        "clip; at 8 clients the service's time per clip (1 / requests per second) against the reference."
+        "clip; at 8 clients the service's time per clip (1 / requests per second) against the reference. "
+        "Each round measures the in-process reference and then the service, per model; the table gives "
+        "the medians over rounds (errors: their sum)."
     )
     header = (
         "| model | clients | requests/s | p50 latency ms | p99 latency ms | in-process ms per clip "
