@@ -35,7 +35,7 @@ import httpx2 as httpx
 from _common import machine, write_section
 
 from frozenasd import ScoringModel
-from frozenasd.synth import synthesize
+from frozenasd.data.synth import synthesize
 
 SECTION = "## Scoring service (benchmarks/serve.py)"
 BACKBONES = ("aisfx", "yamnet")

@@ -21,8 +21,8 @@ import frozenasd
 ROOT = Path(frozenasd.__file__).parent
 # The EAT exporter's PyTorch corner; nothing else may import torch when it is imported.
 TORCH_MODULES = {
-    "frozenasd.encoders.eat_export.export",
-    "frozenasd.encoders.eat_export.model",
+    "frozenasd.backbones.eat_export.export",
+    "frozenasd.backbones.eat_export.model",
 }
 # The scoring service needs the serve extra (FastAPI, uvicorn, python-multipart); `pip install .` has none.
 SERVE_PACKAGE = "frozenasd.service."
@@ -109,7 +109,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def unit_of(module: str) -> str:
-    """The top-level part of frozenasd a module belongs to: ``frozenasd.encoders.metadata`` -> encoders."""
+    """The top-level part of frozenasd a module belongs to: ``frozenasd.embed.encoders.metadata`` -> encoders."""
     return ".".join(module.split(".")[:2])
 
 
@@ -160,8 +160,8 @@ def test_no_import_loop_among_subpackages():
             unit_of(t) for t in targets if unit_of(t) != unit_of(module)
         )
     assert find_cycle(units) is None, " -> ".join(find_cycle(units) or ())
-    assert "frozenasd.encoders" not in units["frozenasd.frontends"]  # the loop there once was
-    assert "frozenasd.backbones" not in units["frozenasd.encoders"]
+    assert "frozenasd.embed.encoders" not in units["frozenasd.embed.frontends"]  # the loop there once was
+    assert "frozenasd.backbones" not in units["frozenasd.embed.encoders"]
 
 
 def test_every_module_imports_alone_and_only_the_exporter_imports_torch():

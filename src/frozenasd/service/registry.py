@@ -3,7 +3,7 @@
 A model's name is its fitted file's name without ``.npz`` (``/srv/models/fan.npz`` → ``fan``): the
 user chooses it by naming the file, and two models fitted on the same machine type can be served side
 by side. Models whose encoders are the same file (same sha256) with the same settings share one ONNX
-Runtime session (:mod:`frozenasd.encoders.sessions`).
+Runtime session (:mod:`frozenasd.embed.encoders.sessions`).
 
 An upload is scored as ``frozenasd score`` scores a file (the same loader, checks and encoder limits),
 so the scores are the same. A recording longer than the service's ``max_seconds`` is cut to its first
@@ -23,14 +23,14 @@ from typing import Any
 
 import soundfile as sf
 
-from frozenasd.audio import library_path, load_audio
-from frozenasd.dcase import Clip
-from frozenasd.encoders.sessions import SessionCache, sharing_sessions
+from frozenasd.data.audio import library_path, load_audio
+from frozenasd.data.dcase import Clip
+from frozenasd.embed.encoders.sessions import SessionCache, sharing_sessions
 from frozenasd.errors import FrozenASDError
-from frozenasd.frames import frame_detector
-from frozenasd.outputs import printable
-from frozenasd.scoring import ScoringModel
-from frozenasd.waveforms import WaveClip
+from frozenasd.detectors.frames import frame_detector
+from frozenasd.text import printable
+from frozenasd.scoring.model import ScoringModel
+from frozenasd.data.waveforms import WaveClip
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
