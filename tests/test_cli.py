@@ -34,6 +34,7 @@ CONCEPTS = {
     "synth": {"--out", "--machine"},
     "watch": {"--machine", "--model"},
     "history": {"--out", "--machine"},
+    "serve": set(),
 }
 
 # (command, the other arguments it needs, primary spelling, values given to it)

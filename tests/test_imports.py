@@ -24,6 +24,9 @@ TORCH_MODULES = {
     "frozenasd.backbones.eat_export.export",
     "frozenasd.backbones.eat_export.model",
 }
+# The scoring service needs the serve extra (FastAPI, uvicorn, python-multipart); `pip install .` has none.
+SERVE_PACKAGE = "frozenasd.service."
+SERVE_EXTRA = ("fastapi", "uvicorn", "starlette", "multipart", "python_multipart", "anyio", "pydantic")
 
 
 def module_files(root: Path = ROOT, package: str = "frozenasd") -> dict[str, tuple[Path, bool]]:
@@ -164,7 +167,7 @@ LAYERS = (
     ("evaluation",),  # DCASE metrics
     ("outputs",),  # every output file name and its writer
     ("report",),
-    ("workflows", "monitor"),  # run, fit/score, evaluate, demo; watch a folder, the score history
+    ("workflows", "monitor", "service"),  # run, fit/score, evaluate, demo; watch, history; HTTP service
     ("cli", "compat", "run"),
     ("__main__",),
 )
@@ -214,7 +217,8 @@ for name in sys.argv[1:]:
             importlib.import_module(name)
             code = 3 if "torch" in sys.modules else 0
         except ImportError as exc:
-            code = 4 if getattr(exc, "name", None) == "torch" else 1
+            missing = (getattr(exc, "name", None) or "").split(".")[0]
+            code = 4 if missing == "torch" else 5 if missing in SERVE_EXTRA else 1
             if code == 1:
                 print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         except BaseException as exc:
@@ -227,6 +231,7 @@ for name in sys.argv[1:]:
 """
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
+    script = script.replace("SERVE_EXTRA", repr(SERVE_EXTRA))
     done = subprocess.run(
         [sys.executable, "-c", script, *names],
         capture_output=True,
@@ -237,7 +242,12 @@ for name in sys.argv[1:]:
     assert done.returncode == 0, done.stderr
     codes = dict(line.rsplit(" ", 1) for line in done.stdout.splitlines())
     assert set(codes) == set(names), done.stderr
-    failed = {n: c for n, c in codes.items() if c not in ("0", "3", "4")}
+    # 5: a module of the service without the serve extra installed
+    failed = {
+        n: c
+        for n, c in codes.items()
+        if c not in ("0", "3", "4", "5") or (c == "5" and not n.startswith(SERVE_PACKAGE))
+    }
     assert not failed, done.stderr
     with_torch = {n for n, c in codes.items() if c in ("3", "4")}  # 4: torch is not installed
     assert with_torch <= TORCH_MODULES, f"imported torch: {sorted(with_torch - TORCH_MODULES)}"

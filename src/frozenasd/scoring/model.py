@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,7 @@ class ScoringModel:
             "threshold": threshold,
             "threshold_rule": settings.threshold_rule,
             "n_train": len(train.clips),
+            "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "skipped": [str(c.path) for c, _ in train.skipped],
             "versions": versions(),
         }

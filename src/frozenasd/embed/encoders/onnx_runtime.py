@@ -22,6 +22,7 @@ from frozenasd.embed.encoders.pooling import (
     parse_pooling,
     pool_frames,
 )
+from frozenasd.embed.encoders.sessions import open_session
 from frozenasd.embed.frontends import Frontend, get_frontend
 from frozenasd.errors import ModelError
 
@@ -109,7 +110,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         options.intra_op_num_threads = self.num_threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = open_session(path, options, ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
 

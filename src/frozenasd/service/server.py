@@ -1,0 +1,66 @@
+"""Running the service: the models loaded, then uvicorn serving the application until it is stopped.
+
+uvicorn stops on SIGINT or SIGTERM: it closes the listening socket, lets the requests in flight finish
+(at most ``grace_seconds``), then the application's thread pool finishes its work and the temporary
+folder is removed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from frozenasd.errors import FrozenASDError
+from frozenasd.service.config import ServiceConfig, is_loopback
+from frozenasd.service.registry import Registry
+
+INSTALL_HINT = "the scoring service needs the serve extra: pip install 'frozenasd[serve]'"
+
+
+def require_extra() -> None:
+    """FrozenASDError naming the extra when FastAPI, uvicorn or python-multipart is missing."""
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise FrozenASDError(f"{INSTALL_HINT} (missing: {', '.join(missing)})")
+
+
+def build_server(config: ServiceConfig, registry: Registry | None = None, **uvicorn_options: Any):
+    """A ``uvicorn.Server`` for ``config`` (``registry``: the models, loaded now when not given)."""
+    require_extra()
+    import uvicorn
+
+    from frozenasd.service.app import create_app
+
+    config.check()
+    registry = registry or Registry.load(
+        list(config.fitted), max_seconds=config.max_seconds, threads=config.threads
+    )
+    app = create_app(registry, config)
+    options = {
+        "host": config.host,
+        "port": config.port,
+        "timeout_graceful_shutdown": config.grace_seconds,
+        "server_header": False,
+        "log_level": "info",
+    } | uvicorn_options
+    return uvicorn.Server(uvicorn.Config(app, **options))
+
+
+def serve(config: ServiceConfig) -> int:
+    """Load the models and serve until stopped; the exit status (1 when the port could not be bound)."""
+    config.check()
+    require_extra()
+    registry = Registry.load(list(config.fitted), max_seconds=config.max_seconds, threads=config.threads)
+    for name, served in registry.models.items():
+        print(f"model {name}: {served.model!r} from {served.path}", file=sys.stderr)
+    sessions = registry.sessions
+    print(f"{sessions.opened} encoder session(s) for {len(registry.models)} model(s)", file=sys.stderr)
+    if config.token is None:
+        print("no --token-file: every client on this machine may score", file=sys.stderr)
+    elif not is_loopback(config.host):
+        print(f"listening beyond this machine on {config.host}; clients need the token", file=sys.stderr)
+    server = build_server(config, registry)
+    server.run()
+    return 0 if server.started else 1
