@@ -224,3 +224,20 @@ def test_an_empty_history_is_summarised_and_drawn(tmp_path, capsys):
     assert main(["history", str(tmp_path / "h.sqlite"), "-o", str(tmp_path / "e.html")]) == 0
     assert "no recording in the history" in capsys.readouterr().out
     assert "No recording in the history." in (tmp_path / "e.html").read_text()
+
+
+def test_a_run_given_a_history_shows_its_trends_in_the_report(tiny_dataset, tmp_path, capsys):
+    with History(tmp_path / "h.sqlite") as h:
+        h.append([row(i, "pump", score=0.1 * i) for i in range(8)])
+    common = ["run", "--data", str(tiny_dataset), "--machine", "fan", "--model", "logmel", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "with"), "--history", str(tmp_path / "h.sqlite")]) == 0
+    page = (tmp_path / "with" / "report.html").read_text(encoding="utf-8")
+    section = page[page.index('<section id="history">') :]
+    assert '<a href="#history">Score history</a>' in page and ">pump</h2>" in section
+    assert section.count("data:image/png;base64,") == 1 and "<dt>scored</dt><dd>8</dd>" in section
+    assert main([*common, "--out", str(tmp_path / "without")]) == 0
+    assert 'id="history"' not in (tmp_path / "without" / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "bad"), "--history", str(tmp_path / "none.sqlite")]) == 2
+    assert "none.sqlite: no such score history" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything was embedded or written

@@ -167,7 +167,9 @@ LAYERS = (
     ("evaluation",),  # DCASE metrics
     ("outputs",),  # every output file name and its writer
     ("report",),
-    ("workflows", "monitor", "service"),  # run, fit/score, evaluate, demo; watch, history; HTTP service
+    ("monitor",),  # watch a folder, the score history and its trends
+    ("workflows",),  # run, fit/score, evaluate, demo: orchestration only
+    ("service",),  # the HTTP scoring service
     ("cli", "compat", "run"),
     ("__main__",),
 )

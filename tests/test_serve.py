@@ -348,3 +348,25 @@ def test_the_command_refuses_what_would_be_unsafe_or_ambiguous(models, tmp_path,
     assert "would both be served as 'fan'" in capsys.readouterr().err
     assert main(["serve", "--fitted", str(tmp_path / "missing.npz")]) == 2
     assert "missing.npz: no such file" in capsys.readouterr().err
+
+
+def test_with_a_history_every_recording_posted_gets_one_row(models, tiny_dataset, tmp_path):
+    from frozenasd.monitor.history import History
+
+    history = History(tmp_path / "history.sqlite")
+    served = Registry.load([models["fan"]], history=history)
+    good = sorted((tiny_dataset / "fan" / "test").glob("*.wav"))[:3]
+    with running(served, ServiceConfig(fitted=(models["fan"],))) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            answers = [c.post("/v1/models/fan/score", files={"file": (f.name, f.read_bytes())}) for f in good]
+            again = c.post("/v1/models/fan/score", files={"file": ("copy.wav", good[0].read_bytes())})
+            bad = c.post("/v1/models/fan/score", files={"file": ("noise.wav", b"not audio at all")})
+    assert all(a.status_code == 200 for a in answers) and again.status_code == 200
+    assert bad.status_code == 422
+    rows = {r.file: r for r in history.rows()}
+    assert set(rows) == {f.name for f in good} | {"noise.wav"}  # the same recording again: no second row
+    for f, answer in zip(good, answers, strict=True):
+        row = rows[f.name]
+        assert row.score == answer.json()["score"] and row.anomalous == answer.json()["anomalous"]
+        assert row.source == "serve" and row.model == "fan.npz" and row.machine == "fan"
+    assert rows["noise.wav"].score is None and "noise.wav" in rows["noise.wav"].reason

@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from frozenasd.workflows.run import run
 
     out = Path(args.out)
-    result = run(Path(args.data), args.machine, out, settings_from(args))
+    result = run(Path(args.data), args.machine, out, settings_from(args), history=args.history)
     code = print_summary(result.metrics)
     print(result.summary, end="")
     where = f", report in {(out / REPORT_HTML).resolve()}" if result.reports else ""
@@ -164,6 +164,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument(
         "-o", "--out", default=".", help=f"outputs go to <out>/{machine_dir_name('<machine>')}/ (default: .)"
+    )
+    p.add_argument(
+        "--history",
+        default=None,
+        metavar="FILE",
+        help="a score history of `frozenasd watch` (or `serve --history`): its trends go into report.html",
     )
     add_run_options(p)
     add_threshold_options(p)

@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue=args.queue,
         workers=args.workers,
         threads=args.threads,
+        history=Path(args.history) if args.history else None,
     )
     return serve(config.check())
 
@@ -115,6 +116,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="ONNX Runtime threads per encoder call (default: every core)",
+    )
+    p.add_argument(
+        "--history",
+        default=None,
+        metavar="FILE",
+        help="a score history (SQLite, as `frozenasd watch` writes): a row per recording scored",
     )
     add_aliases(p)
     p.set_defaults(func=cmd_serve)

@@ -223,6 +223,17 @@ def history_section(series: dict[str, Series], window: int = DEFAULT_WINDOW) -> 
     return "".join(parts)
 
 
+def report_section(history: str | os.PathLike, window: int = DEFAULT_WINDOW) -> str:
+    """The score history of the file ``history`` as a section of the run report (``run --history``)."""
+    with History(history, create=False) as h:
+        series = load_series(h)
+    body = history_section(series, window) or '<p class="warn">No recording in the history.</p>'
+    return (
+        f'<section id="history"><h2>Score history</h2><p>{_esc(Path(history).name)}: '
+        f"{len(series)} machine(s), each recording's score over the time it was recorded.</p>{body}</section>"
+    )
+
+
 def write_trend(
     history: str | os.PathLike,
     out: str | os.PathLike | None = None,

@@ -13,6 +13,7 @@ and ``page`` (style sheet, escaping and the document template); this module asse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,12 +41,15 @@ def write_report(
     official_score: float | None = None,
     top_k: int = 5,
     title: str = "frozenasd run",
+    extra_sections: Sequence[tuple[str, str, str]] = (),
 ) -> Path:
     """Write the HTML report to ``path`` and the top-k clips of each machine to ``<stem>_audio/``.
 
     ``official_score`` is shown as given; when ``None`` it is computed (harmonic mean of AUC source, AUC
     target and pAUC over all machines, each clipped at machine epsilon) if every machine has the three
-    values. Audio files already in ``<stem>_audio/`` are overwritten, others left alone. Raises
+    values. ``extra_sections`` are ``(anchor, title, html)`` placed before the configuration, each
+    linked from the table of contents. Audio files already in ``<stem>_audio/`` are overwritten, others
+    left alone. Raises
     ``ValueError`` on inconsistent input (lengths, labels, domains, non-finite scores, repeated machines).
     """
     path = Path(path)
@@ -68,6 +72,7 @@ def write_report(
     ids = [f"machine-{i + 1}" for i in range(len(machines))]
 
     toc = "".join(f'<a href="#{a}">{_esc(n)}</a>' for a, n in zip(ids, names, strict=True))
+    toc += "".join(f'<a href="#{_esc(anchor)}">{_esc(name)}</a>' for anchor, name, _ in extra_sections)
     body = [
         f'<header class="top"><div><h1>{_esc(title)}</h1><p>generated '
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · frozenasd {_esc(__version__)} · "
@@ -79,6 +84,7 @@ def write_report(
         body.append('<p class="warn">No machine type was scored.</p>')
     for c, anchor, folder in zip(checked, ids, folders, strict=True):
         body.append(_machine_section(c, anchor, top_k, audio_root, url_root, folder))
+    body.extend(html for _, _, html in extra_sections)
     body.append(_config_section(config))
     body.append(
         "<footer>Scores: higher means more anomalous. Plots are inline SVG; audio files are in "

@@ -35,6 +35,7 @@ class ServiceConfig:
     workers: int = 1
     threads: int | None = None
     grace_seconds: float = 30.0
+    history: Path | None = None  # a score history (SQLite) the service adds a row to per recording
 
     def check(self) -> ServiceConfig:
         """``self`` when usable; FrozenASDError naming the problem otherwise."""

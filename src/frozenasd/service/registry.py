@@ -29,8 +29,13 @@ from frozenasd.data.waveforms import WaveClip
 from frozenasd.detectors.frames import frame_detector
 from frozenasd.embed.encoders.sessions import SessionCache, sharing_sessions
 from frozenasd.errors import FrozenASDError
+from frozenasd.hashing import file_sha256
+from frozenasd.monitor.history import History, HistoryRow, iso_utc
+from frozenasd.monitor.watch import name_time
 from frozenasd.scoring.model import ScoringModel
 from frozenasd.text import printable
+
+SOURCE = "serve"  # the history's ``source`` of the rows the service writes
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -52,6 +57,7 @@ class Served:
     model: ScoringModel
     encoder_sha256: str
     has_frames: bool
+    sha256: str = ""  # the fitted file's, for the score history
 
     def describe(self) -> dict[str, Any]:
         """The model as ``GET /v1/models`` lists it."""
@@ -98,14 +104,32 @@ def encoder_hash(model: ScoringModel) -> str:
 class Registry:
     """The models served, by name, loaded once; ``sessions`` is the ONNX Runtime sessions they share."""
 
-    def __init__(self, models: dict[str, Served], sessions: SessionCache, max_seconds: float) -> None:
+    def __init__(
+        self,
+        models: dict[str, Served],
+        sessions: SessionCache,
+        max_seconds: float,
+        history: History | None = None,
+    ) -> None:
         self.models = models
         self.sessions = sessions
         self.max_seconds = max_seconds
+        self.history = history
 
     @classmethod
-    def load(cls, paths: list[Path], *, max_seconds: float = 600.0, threads: int | None = None) -> Registry:
-        """Load every fitted file (encoders checked, sessions opened once); FrozenASDError on a problem."""
+    def load(
+        cls,
+        paths: list[Path],
+        *,
+        max_seconds: float = 600.0,
+        threads: int | None = None,
+        history: History | None = None,
+    ) -> Registry:
+        """Load every fitted file (encoders checked, sessions opened once); FrozenASDError on a problem.
+
+        With ``history``, every recording scored (or refused as unusable) gets a row there, as
+        ``frozenasd watch`` writes them; a recording already recorded for its machine is not added again.
+        """
         by_name: dict[str, Path] = {}
         for path in map(Path, paths):
             name = model_name(path)
@@ -122,8 +146,8 @@ class Registry:
                     raise FrozenASDError(f"--fitted {path}: no such file")
                 model = ScoringModel.load(path, num_threads=threads)
                 has_frames = frame_detector(model.pipeline) is not None
-                models[name] = Served(name, path, model, encoder_hash(model), has_frames)
-        return cls(models, sessions, max_seconds)
+                models[name] = Served(name, path, model, encoder_hash(model), has_frames, file_sha256(path))
+        return cls(models, sessions, max_seconds, history)
 
     def score(self, served: Served, uploads: list[Upload], *, frames: bool = False) -> list[dict[str, Any]]:
         """Score ``uploads`` together; per upload its result, or ``{"error", "detail"}`` when unusable."""
@@ -164,7 +188,37 @@ class Registry:
                 result["frames"] = [float(v) if math.isfinite(v) else None for v in scored.frames[k]]
                 result["frame_hop_s"] = scored.frame_hop
             results.append(result)
+        if self.history is not None:
+            self.history.append(self._history_rows(served, uploads, results))
         return results
+
+    @staticmethod
+    def _history_rows(
+        served: Served, uploads: list[Upload], results: list[dict[str, Any]]
+    ) -> list[HistoryRow]:
+        """A history row per upload: its score and decision, or why it could not be scored."""
+        now = datetime.now(timezone.utc)
+        rows = []
+        for upload, result in zip(uploads, results, strict=True):
+            scored = "error" not in result
+            rows.append(
+                HistoryRow(
+                    recorded_at=iso_utc(name_time(upload.name) or now),
+                    machine=served.model.machine,
+                    file=upload.name,
+                    score=result["score"] if scored else None,
+                    threshold=float(served.model.threshold),
+                    anomalous=result["anomalous"] if scored else None,
+                    scored_at=iso_utc(now),
+                    identity=file_sha256(upload.path),
+                    size=upload.path.stat().st_size,
+                    reason=None if scored else result["detail"],
+                    model=served.path.name,
+                    model_sha256=served.sha256,
+                    source=SOURCE,
+                )
+            )
+        return rows
 
     def _clip(self, model: ScoringModel, upload: Upload) -> tuple[Clip | None, dict[str, Any]]:
         """The clip to score for ``upload`` (cut when too long) and what to say about it."""

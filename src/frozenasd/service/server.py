@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from frozenasd.errors import FrozenASDError
+from frozenasd.monitor.history import History
 from frozenasd.service.config import ServiceConfig, is_loopback
 from frozenasd.service.registry import Registry
 
@@ -52,7 +53,10 @@ def serve(config: ServiceConfig) -> int:
     """Load the models and serve until stopped; the exit status (1 when the port could not be bound)."""
     config.check()
     require_extra()
-    registry = Registry.load(list(config.fitted), max_seconds=config.max_seconds, threads=config.threads)
+    history = None if config.history is None else History(config.history)
+    registry = Registry.load(
+        list(config.fitted), max_seconds=config.max_seconds, threads=config.threads, history=history
+    )
     for name, served in registry.models.items():
         print(f"model {name}: {served.model!r} from {served.path}", file=sys.stderr)
     sessions = registry.sessions

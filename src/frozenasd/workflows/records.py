@@ -7,11 +7,13 @@ machine's :class:`~frozenasd.report.MachineReport`, the settings and the opened 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frozenasd.evaluation.metrics import official_score
+from frozenasd.monitor.trend import report_section
 from frozenasd.outputs.names import METRICS_TXT, REPORT_HTML, RUN_JSON, SCORES_CSV, SUMMARY_MD
 from frozenasd.report import MachineReport, write_report
 from frozenasd.text import printable, printable_data
@@ -118,8 +120,11 @@ def write_run_summary(
     settings: RunSettings,
     views: Views,
     failed: dict[str, str] | None = None,
+    history: str | os.PathLike | None = None,
 ) -> str:
     """The report, then ``summary.md`` (see :func:`summary_text`); returns the summary's text.
+
+    With ``history`` (a score history file of ``frozenasd watch``), the report shows its trends too.
 
     Without any machine scored, ``summary.md`` holds the errors only and no report is written.
     ``summary.md`` is written last, so that a run stopped before it leaves none.
@@ -131,6 +136,9 @@ def write_run_summary(
         (out_root / REPORT_HTML).unlink(missing_ok=True)
         return text
     config = {**_embedding(settings, views), "versions": versions()}
-    write_report(out_root / REPORT_HTML, reports, config, official_score=_official(reports))
+    extra = [] if history is None else [("history", "Score history", report_section(history))]
+    write_report(
+        out_root / REPORT_HTML, reports, config, official_score=_official(reports), extra_sections=extra
+    )
     (out_root / SUMMARY_MD).write_text(text, encoding="utf-8")  # last: the run is complete
     return text

@@ -9,6 +9,7 @@ the fitting :mod:`frozenasd.scoring.fitting`'s, the files :mod:`frozenasd.output
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from frozenasd.data.dcase import Clip, discover_machines, list_clips
 from frozenasd.detectors.frames import frame_detector, frame_starts, pipeline_frame_scores
 from frozenasd.embed import Executor, Views
 from frozenasd.errors import FrozenASDError
+from frozenasd.monitor.history import History
 from frozenasd.outputs.files import compute_and_save_metrics
 from frozenasd.outputs.frame_scores import write_frame_scores
 from frozenasd.outputs.names import FRAME_SCORES_CSV, MACHINE_FILES, REPORT_HTML, SUMMARY_MD, machine_dir_name
@@ -146,13 +148,16 @@ def run(
     settings: RunSettings,
     out_dir_for: Callable[[Path, str], Path] | None = None,
     executor: Executor | None = None,
+    history: str | os.PathLike | None = None,
 ) -> RunResult:
     """Run every machine; returns per machine its report or the error that stopped it, and the summary.
 
     Besides each machine's outputs, ``out_root`` receives the DCASE submission files,
     ``summary.md`` (the DCASE table) and ``report.html``. ``executor`` embeds the clips (default: in
-    this process).
+    this process). ``history``: a score history (``frozenasd watch``) whose trends the report shows.
     """
+    if history is not None:
+        History(history, create=False).close()  # a wrong file stops the run before any audio is read
     data_root, out_root = Path(data_root), Path(out_root)
     names = list(machines) if machines else discover_machines(data_root)
     out_dir_for = out_dir_for or (lambda root, m: root / machine_dir_name(m))
@@ -175,7 +180,7 @@ def run(
             results[machine] = str(exc)
             _remove_outputs(out_root, out_dir, machine)
     result = RunResult(results, "")
-    result.summary = write_run_summary(out_root, result.reports, settings, views, result.failed)
+    result.summary = write_run_summary(out_root, result.reports, settings, views, result.failed, history)
     return result
 
 
