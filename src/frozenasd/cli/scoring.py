@@ -169,7 +169,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--history",
         default=None,
         metavar="FILE",
-        help="a score history of `frozenasd watch` (or `serve --history`): its trends go into report.html",
+        help=f"a score history of `frozenasd watch` (or `serve --history`): its trends go into {REPORT_HTML}",
     )
     add_run_options(p)
     add_threshold_options(p)
