@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from frozenasd.dcase import Clip, list_clips
+from frozenasd.embed import Executor
 from frozenasd.inputs import audio_files, check_machine_name, unique_files
 from frozenasd.scoring import Scored, ScoringModel
 from frozenasd.settings import RunSettings
@@ -19,12 +20,19 @@ __all__ = ["Scored", "audio_files", "fit_files", "fit_machine", "score_files"]
 
 
 def fit_machine(
-    data_root: str | os.PathLike, machine: str, settings: RunSettings, path: str | os.PathLike
+    data_root: str | os.PathLike,
+    machine: str,
+    settings: RunSettings,
+    path: str | os.PathLike,
+    executor: Executor | None = None,
 ) -> dict:
-    """Fit on ``<data_root>/<machine>/train`` and save to ``path``; returns the saved info."""
+    """Fit on ``<data_root>/<machine>/train`` and save to ``path``; returns the saved info.
+
+    ``executor`` embeds the clips (default: in this process).
+    """
     clips = list_clips(Path(data_root), machine, "train")
     where = Path(data_root) / machine / "train"
-    return ScoringModel.fit_clips(clips, settings, where, by_name=False).save(path)
+    return ScoringModel.fit_clips(clips, settings, where, by_name=False, executor=executor).save(path)
 
 
 def fit_files(
@@ -32,6 +40,7 @@ def fit_files(
     settings: RunSettings,
     path: str | os.PathLike,
     machine: str = "recordings",
+    executor: Executor | None = None,
 ) -> dict:
     """Fit on normal recordings given as files (any names, any layout) and save to ``path``.
 
@@ -39,7 +48,8 @@ def fit_files(
     """
     check_machine_name(machine)
     clips = [Clip.from_path(f, machine, "train") for f in unique_files(files)]
-    return ScoringModel.fit_clips(clips, settings, "the recordings given", by_name=True).save(path)
+    where = "the recordings given"
+    return ScoringModel.fit_clips(clips, settings, where, by_name=True, executor=executor).save(path)
 
 
 def score_files(

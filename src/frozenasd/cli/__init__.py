@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from frozenasd import __version__
-from frozenasd.cli import resources, scoring
+from frozenasd.cli import embedding, resources, scoring
 from frozenasd.cli.options import add_run_options, print_summary, settings_from
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"frozenasd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     scoring.add_commands(sub)
+    embedding.add_commands(sub)
     resources.add_commands(sub)
     return parser
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from frozenasd.cli.executors import add_executor_options, opened_executor
 from frozenasd.cli.options import (
     MODEL_HELP,
     add_fusion_options,
@@ -48,7 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from frozenasd.workflows.run import run
 
     out = Path(args.out)
-    result = run(Path(args.data), args.machine, out, settings_from(args))
+    settings = settings_from(args)
+    with opened_executor(args) as executor:
+        result = run(Path(args.data), args.machine, out, settings, executor=executor)
     code = print_summary(result.metrics)
     print(result.summary, end="")
     where = f", report in {(out / REPORT_HTML).resolve()}" if result.reports else ""
@@ -72,15 +75,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if args.inputs and args.data:
         raise FrozenASDError("give either recordings (files or folders) or --data ROOT --machine M, not both")
-    if args.inputs:
-        files = audio_files(args.inputs)
-        if not files:
-            raise FrozenASDError(f"no audio file found in {', '.join(args.inputs)}")
-        info = fit_files(files, settings_from(args), args.out, args.machine or "recordings")
-    elif args.data and args.machine:
-        info = fit_machine(args.data, args.machine, settings_from(args), args.out)
-    else:
+    if not args.inputs and not (args.data and args.machine):
         raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
+    files = audio_files(args.inputs) if args.inputs else []
+    if args.inputs and not files:
+        raise FrozenASDError(f"no audio file found in {', '.join(args.inputs)}")
+    settings = settings_from(args)
+    with opened_executor(args) as executor:
+        if files:
+            info = fit_files(files, settings, args.out, args.machine or "recordings", executor=executor)
+        else:
+            info = fit_machine(args.data, args.machine, settings, args.out, executor=executor)
     rule = info["threshold_rule"]
     how = "fixed" if "fixed" in rule else f"percentile {rule['percentile']:g} of the gamma fit"
     print(
@@ -95,8 +100,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     from frozenasd.score_record import STDOUT, score_record, write_score_json
     from frozenasd.scoring import ScoringModel
 
-    model = ScoringModel.load(args.fitted, args.model, batch_size=args.batch_size, num_threads=args.threads)
-    result = model.score(args.inputs, frames=bool(args.frames), progress=not args.no_progress)
+    with opened_executor(args) as executor:
+        model = ScoringModel.load(
+            args.fitted, args.model, batch_size=args.batch_size, num_threads=args.threads, executor=executor
+        )
+        result = model.score(args.inputs, frames=bool(args.frames), progress=not args.no_progress)
     rows = [
         (str(p), f"{s:.6f}", int(d))
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
@@ -182,6 +190,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     add_threshold_options(p)
     add_fusion_options(p)
+    add_executor_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_run)
 
@@ -266,6 +275,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     add_threshold_options(p)
     add_fusion_options(p)
+    add_executor_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_fit)
 
@@ -305,5 +315,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_executor_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_score)
