@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import sys
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -139,11 +140,25 @@ class EncoderActor:
 
 @dataclass
 class RayRun:
-    """What the last ``embed`` call sent to Ray: clips, result blocks received, clips per worker process."""
+    """What the last ``embed`` call sent to Ray: clips, and per result block its arrival and size.
+
+    ``arrivals``: (seconds since the job was submitted, clips) per block; ``by_worker``: clips per
+    worker process that embedded them.
+    """
 
     sent: int = 0
-    blocks: int = 0
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
     by_worker: Counter = field(default_factory=Counter)
+
+    @property
+    def blocks(self) -> int:
+        return len(self.arrivals)
+
+    def steady_rate(self) -> float | None:
+        """Clips per second once the first block is back: the job's rate without its fixed cost."""
+        if len(self.arrivals) < 2 or self.arrivals[-1][0] <= self.arrivals[0][0]:
+            return None
+        return sum(n for _, n in self.arrivals[1:]) / (self.arrivals[-1][0] - self.arrivals[0][0])
 
 
 class RayExecutor:
@@ -299,12 +314,14 @@ class RayExecutor:
         # (and a node that cannot open the model stops the job before any clip is embedded).
         context.wait_for_min_actors_s = WAIT_FOR_ACTORS_SECONDS
         logging.getLogger("ray.data").setLevel(logging.ERROR)
+        start = time.perf_counter()
         model_sha256 = file_sha256(extractor.model_path)
-        workers = self._pool_size()
         items = [{"index": i, "path": str(clips[i].path)} for i in indices]
+        blocks = -(-len(items) // CHUNK)
+        workers = min(self._pool_size(), blocks)  # an actor with no block to embed would only wait
         # Blocks of at most CHUNK clips, each passed whole through both stages (batch_size=None: no
         # bundling of blocks), come back one by one: each is stored in the cache as it arrives.
-        dataset = ray.data.from_items(items, override_num_blocks=-(-len(items) // CHUNK))
+        dataset = ray.data.from_items(items, override_num_blocks=blocks)
         # The frontend tasks reserve no CPU of their own: the encoder actors hold the cluster's CPUs
         # and a task that waited for a free one would never start; at most one runs per CPU.
         cpus = workers * self.threads_per_worker
@@ -334,7 +351,7 @@ class RayExecutor:
         self.last_run.sent = len(items)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                self.last_run.blocks += 1
+                self.last_run.arrivals.append((time.perf_counter() - start, len(batch["index"])))
                 self.last_run.by_worker.update(int(w) for w in batch["worker"])
                 yield [
                     (int(i), _unpack(e) if not r else None, bool(c), str(r))
