@@ -73,7 +73,9 @@ def measure(model: str, clips: list, rounds: int, cores: int) -> tuple[dict, flo
     return times, started
 
 
-def report(times: dict, started: float, n: int, rounds: int, model: str, cores: int) -> str:
+def report(
+    times: dict, started: float, n: int, rounds: int, model: str, cores: int, load: tuple[float, float]
+) -> str:
     host = machine()
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     local_name = next(iter(times))
@@ -87,8 +89,9 @@ def report(times: dict, started: float, n: int, rounds: int, model: str, cores: 
         f"10-second fan clips (16 kHz WAV) embedded with {model} (mean pooling), no cache; a local Ray "
         f"cluster of {cores} CPUs on this machine (started in {started:.1f} s, not counted). Each round "
         f"runs every configuration in turn, all with {cores} CPUs; medians over {rounds} rounds. The "
-        "machine was shared with other work meanwhile (noisy: compare the rows, measured side by side, "
-        "rather than the absolute times).",
+        f"machine was shared with other work meanwhile (load average {load[0]:.1f} before, {load[1]:.1f} "
+        "after, on these cores): compare the rows, measured side by side, rather than the absolute times; "
+        "under such load a configuration with more runnable threads also gets a larger share of the CPUs.",
         "",
         f"| executor | s for {n} clips | clips/s | of local | steady clips/s | of local "
         "| fixed cost per job, s | cost per clip beyond local, ms |",
@@ -144,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="frozenasd-scale-out-") as tmp:
         synthesize(tmp, ["fan"], n_train_source=args.clips, n_train_target=0, n_test_per_cell=0)
         clips = list_clips(tmp, "fan", "train")[: args.clips]
+        before = os.getloadavg()[0]
         times, started = measure(args.model, clips, args.rounds, cores)
-    text = report(times, started, len(clips), args.rounds, args.model, cores)
+        load = (before, os.getloadavg()[0])
+    text = report(times, started, len(clips), args.rounds, args.model, cores, load)
     print(text, end="")
     if args.benchmarks_md:
         write_section(text, SECTION, args.benchmarks_md)

@@ -33,6 +33,7 @@ from frozenasd.cli import main  # noqa: E402
 from frozenasd.dcase import list_clips  # noqa: E402
 from frozenasd.embed import LocalExecutor, Views  # noqa: E402
 from frozenasd.embed.ray_executor import EncoderActor, RayExecutor  # noqa: E402
+from frozenasd.errors import ModelError  # noqa: E402
 from frozenasd.settings import RunSettings  # noqa: E402
 from frozenasd.workflows.run import run  # noqa: E402
 
@@ -167,6 +168,18 @@ def test_clips_in_the_cache_are_not_sent_to_ray(cluster, logmel, many, tmp_path)
     again = RayExecutor(workers=2)
     again.embed(views.extractors[0], many, cache=views.caches[0], progress=False)
     assert again.last_run.sent == 0
+
+
+def test_a_node_whose_model_file_differs_stops_the_job_naming_it(cluster, logmel, dataset):
+    class OtherModel(EncoderActor):  # as on a node where the file at that path is another model
+        def __init__(self, params, model_sha256):
+            super().__init__(params, "0" * 64)
+
+    views = Views.open(settings(logmel, None))
+    with pytest.raises(ModelError, match=rf"{logmel}: on node .* differs from the driver's"):
+        RayExecutor(workers=1, encoder_class=OtherModel).embed(
+            views.extractors[0], list_clips(dataset, "fan", "train"), progress=False
+        )
 
 
 def test_fit_and_score_with_the_ray_executor_give_the_local_models_scores(cluster, logmel, dataset, tmp_path):
