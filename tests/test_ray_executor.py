@@ -33,7 +33,7 @@ from frozenasd.cli import main  # noqa: E402
 from frozenasd.dcase import list_clips  # noqa: E402
 from frozenasd.embed import LocalExecutor, Views  # noqa: E402
 from frozenasd.embed.ray_executor import EncoderActor, RayExecutor  # noqa: E402
-from frozenasd.errors import ModelError  # noqa: E402
+from frozenasd.errors import ModelError, SettingsError  # noqa: E402
 from frozenasd.settings import RunSettings  # noqa: E402
 from frozenasd.workflows.run import run  # noqa: E402
 
@@ -293,3 +293,10 @@ def test_a_running_cluster_by_address_and_a_killed_driver_resumed_from_the_cache
     assert resumed.clips == many
     rows = cached_rows(views.caches[0], many[0])
     assert len(rows) == len(set(rows)) == len(many)
+
+
+def test_more_workers_than_the_cluster_has_cpus_is_a_clear_error(cluster, logmel, dataset):
+    views = Views.open(settings(logmel, None))
+    expected = r"3 worker\(s\) of 1 CPU\(s\) each need 3 CPUs; the Ray cluster has 2"
+    with pytest.raises(SettingsError, match=expected):
+        RayExecutor(workers=3).embed(views.extractors[0], list_clips(dataset, "fan", "train"), progress=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -18,8 +17,9 @@ from tqdm import tqdm
 
 from frozenasd.cache import EmbeddingCache, clip_identity
 from frozenasd.dcase import Clip
-from frozenasd.embed.steps import (
+from frozenasd.embed.steps import (  # Embedded is defined there, beside the steps that build it
     ClipLimits,
+    Embedded,
     assemble,
     clip_features,
     embed_or_reasons,
@@ -34,17 +34,6 @@ from frozenasd.waveforms import WaveClip
 __all__ = ["CHUNK", "Embedded", "Executor", "LocalExecutor", "embed_clips"]
 
 CHUNK = 16  # clips read before they are embedded (and cached) together
-
-
-@dataclass
-class Embedded:
-    """Embeddings of the clips that could be used, and the ones skipped with the reason."""
-
-    clips: list[Clip]
-    embeddings: np.ndarray
-    skipped: list[tuple[Clip, str]] = field(default_factory=list)
-    cut: list[Clip] = field(default_factory=list)  # longer than the encoder takes: only their start is used
-    frame_dim: int | None = None  # values per frame (the extractor's frame_dim_), for frame detectors
 
 
 class Executor(Protocol):

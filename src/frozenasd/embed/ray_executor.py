@@ -26,6 +26,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,8 +115,11 @@ class EncoderActor:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
         threads = max(1, round(cpus))
         path = params["model_path"]
+        node = ray.util.get_node_ip_address()
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: not found on node {node} (every node must read it at this path)")
         if model_sha256 is not None and file_sha256(path) != model_sha256:
-            raise ModelError(f"{path}: on node {ray.util.get_node_ip_address()} it differs from the driver's")
+            raise ModelError(f"{path}: on node {node} it differs from the driver's")
         self.extractor = ONNXFeatureExtractor(**{**params, "num_threads": threads}).fit()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -231,10 +235,15 @@ class RayExecutor:
     def _pool_size(self) -> int:
         import ray
 
-        if self.workers is not None:
-            return self.workers
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        return max(1, cpus // self.threads_per_worker)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if self.workers is None:
+            return max(1, cpus // self.threads_per_worker)
+        if self.workers * self.threads_per_worker > cpus:
+            raise SettingsError(
+                f"{self.workers} worker(s) of {self.threads_per_worker} CPU(s) each need "
+                f"{self.workers * self.threads_per_worker} CPUs; the Ray cluster has {cpus}"
+            )
+        return self.workers
 
     # ------------------------------------------------------------------------------- embed
     def embed(

@@ -2,7 +2,7 @@
 
 Reading a clip and computing its model input (:func:`clip_features`), embedding a batch of inputs with
 a clip-by-clip retry when the batch fails (:func:`embed_or_reasons`), and putting the per-clip results
-together into an :class:`~frozenasd.embed.executor.Embedded` with the same warnings
+together into an :class:`Embedded` with the same warnings
 (:func:`assemble`). A clip that cannot be used gives a reason (text) instead of a result; the reasons
 and the messages built from them are identical whichever executor, and whichever process, ran the step.
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,11 +22,9 @@ from frozenasd.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError, ModelError
 from frozenasd.waveforms import WaveClip, read_wave
 
-if TYPE_CHECKING:
-    from frozenasd.embed.executor import Embedded
-
 __all__ = [
     "ClipLimits",
+    "Embedded",
     "Featured",
     "assemble",
     "clip_features",
@@ -38,6 +35,17 @@ __all__ = [
 
 TOO_LARGE_TO_LOAD = "too large to load into memory"
 TOO_LARGE_TO_EMBED = "too large for the encoder to embed in the memory available"
+
+
+@dataclass
+class Embedded:
+    """Embeddings of the clips that could be used, and the ones skipped with the reason."""
+
+    clips: list[Clip]
+    embeddings: np.ndarray
+    skipped: list[tuple[Clip, str]] = field(default_factory=list)
+    cut: list[Clip] = field(default_factory=list)  # longer than the encoder takes: only their start is used
+    frame_dim: int | None = None  # values per frame (the extractor's frame_dim_), for frame detectors
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,6 @@ def assemble(
     warn: Callable[[str], None],
 ) -> Embedded:
     """The executor's answer from results by clip index: clips in order, one warning for the cut ones."""
-    from frozenasd.embed.executor import Embedded  # executor imports this module
-
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
     long_clips = [clips[i] for i in sorted(cut) if i not in skipped]
     if long_clips:
