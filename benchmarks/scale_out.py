@@ -46,7 +46,7 @@ def measure(model: str, clips: list, rounds: int, cores: int) -> tuple[dict, flo
 
     from frozenasd.backbones import prepare
     from frozenasd.embed.ray_executor import RayExecutor
-    from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 
     start = time.perf_counter()
     ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clips < 3 * CHUNK:
         parser.error(f"--clips must be at least {3 * CHUNK} (three result blocks)")
-    from frozenasd.dcase import list_clips
-    from frozenasd.synth import synthesize
+    from frozenasd.data.dcase import list_clips
+    from frozenasd.data.synth import synthesize
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="frozenasd-scale-out-") as tmp:

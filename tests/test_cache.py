@@ -13,10 +13,10 @@ import soundfile as sf
 
 import frozenasd.embed.executor as executor_module
 import frozenasd.embed.steps as steps_module
-from frozenasd.cache import EmbeddingCache, cache_key, clip_identity
-from frozenasd.dcase import list_clips
+from frozenasd.embed.cache import EmbeddingCache, cache_key, clip_identity
+from frozenasd.data.dcase import list_clips
 from frozenasd.embed import embed_clips, open_cache
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import AudioError
 from frozenasd.settings import RunSettings
 from frozenasd.workflows.run import run
@@ -36,7 +36,7 @@ def test_store_and_load_round_trip(tmp_path):
 
 def test_two_processes_sharing_a_cache_keep_every_chunk(tmp_path):
     """Chunks written by two runs at once (both look before either has written) never collide."""
-    import frozenasd.cache as cache_module
+    import frozenasd.embed.cache as cache_module
 
     cache = EmbeddingCache(tmp_path, "cd" * 32, {})
     with pytest.MonkeyPatch.context() as patch:

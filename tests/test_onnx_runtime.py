@@ -11,13 +11,13 @@ import soundfile as sf
 from onnx import TensorProto, helper
 from sklearn.base import clone
 
-from frozenasd.audio import load_audio
-from frozenasd.encoders.metadata import METADATA_KEY
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.encoders.patch_encoder import build_patch_encoder
+from frozenasd.data.audio import load_audio
+from frozenasd.embed.encoders.metadata import METADATA_KEY
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 from frozenasd.errors import ModelError
-from frozenasd.fbank import eat_features
-from frozenasd.frontends import LAYOUT_B1TF, get_frontend
+from frozenasd.embed.fbank import eat_features
+from frozenasd.embed.frontends import LAYOUT_B1TF, get_frontend
 
 RNG = np.random.default_rng(0)
 
@@ -81,7 +81,7 @@ def test_resamples_input_given_at_another_rate(patch_encoder):
 
 def test_a_frontend_at_another_rate_sees_files_at_their_true_speed(tmp_path):
     """A file is read once at the frontend's rate and embedded as is: same duration, same pitch."""
-    from frozenasd.dcase import Clip
+    from frozenasd.data.dcase import Clip
     from frozenasd.embed import embed_clips
 
     rate = 22050
@@ -105,7 +105,7 @@ def test_a_frontend_at_another_rate_sees_files_at_their_true_speed(tmp_path):
 
 
 def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_dataset):
-    from frozenasd.dcase import list_clips
+    from frozenasd.data.dcase import list_clips
     from frozenasd.embed import embed_clips
 
     encoder = build_patch_encoder(tmp_path / "short.onnx", embed_dim=8, max_frames=64)
@@ -120,7 +120,7 @@ def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_da
         f"40 fan test clip(s) longer than 0.66 s, the encoder's longest input: only their first 0.66 s "
         f"are embedded (e.g. {embedded.cut[0].path})"
     ]
-    from frozenasd.cache import EmbeddingCache
+    from frozenasd.embed.cache import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path / "cache", "e" * 64, {})
     embed_clips(ext, clips, progress=False, warn=lambda m: None, cache=cache)
@@ -137,7 +137,7 @@ def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_da
 
 def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_encoder, monkeypatch):
     import frozenasd.embed.steps as steps_module
-    from frozenasd.dcase import list_clips
+    from frozenasd.data.dcase import list_clips
     from frozenasd.embed import embed_clips
 
     clips = list_clips(tiny_dataset, "fan", "test")
@@ -159,8 +159,8 @@ def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_en
 
 
 def test_of_a_long_recording_only_what_the_encoder_takes_is_read(tmp_path, monkeypatch):
-    import frozenasd.audio as audio
-    from frozenasd.dcase import Clip
+    import frozenasd.data.audio as audio
+    from frozenasd.data.dcase import Clip
     from frozenasd.embed import embed_clips
 
     encoder = build_patch_encoder(tmp_path / "short.onnx", embed_dim=8, max_frames=64)  # 0.66 s
@@ -194,7 +194,7 @@ def test_long_examples_go_in_smaller_batches(patch_encoder, monkeypatch):
 
 
 def test_a_clip_the_encoder_fails_on_is_skipped_and_its_batch_kept(tiny_dataset, patch_encoder, monkeypatch):
-    from frozenasd.dcase import list_clips
+    from frozenasd.data.dcase import list_clips
     from frozenasd.embed import embed_clips
 
     clips = list_clips(tiny_dataset, "fan", "test")

@@ -30,7 +30,7 @@ from conftest import write_tiny_dataset  # noqa: E402
 
 from frozenasd.backbones import resolve_model  # noqa: E402
 from frozenasd.cli import main  # noqa: E402
-from frozenasd.dcase import list_clips  # noqa: E402
+from frozenasd.data.dcase import list_clips  # noqa: E402
 from frozenasd.embed import LocalExecutor, Views  # noqa: E402
 from frozenasd.embed.ray_executor import EncoderActor, RayExecutor  # noqa: E402
 from frozenasd.errors import ModelError, SettingsError  # noqa: E402

@@ -1,6 +1,6 @@
 """Fit on a machine's normal clips and save; score new recordings with a saved model.
 
-Thin functions over :class:`frozenasd.scoring.ScoringModel` for a DCASE layout's machine
+Thin functions over :class:`frozenasd.scoring.model.ScoringModel` for a DCASE layout's machine
 (``fit_machine``), a list of recordings (``fit_files``) and a saved file (``score_files``).
 """
 
@@ -10,10 +10,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from frozenasd.dcase import Clip, list_clips
+from frozenasd.data.dcase import Clip, list_clips
 from frozenasd.embed import Executor
-from frozenasd.inputs import audio_files, check_machine_name, unique_files
-from frozenasd.scoring import Scored, ScoringModel
+from frozenasd.data.inputs import audio_files, check_machine_name, unique_files
+from frozenasd.scoring.model import Scored, ScoringModel
 from frozenasd.settings import RunSettings
 
 __all__ = ["Scored", "audio_files", "fit_files", "fit_machine", "score_files"]

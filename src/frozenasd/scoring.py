@@ -3,7 +3,7 @@
 A :class:`ScoringModel` is the fitted scoring pipeline (scaler → detector → scaler), its decision
 threshold and the identity of its encoder(s): for a single view the model file, its sha256, the output,
 pooling, waveform normalisation and ``target_frames``; for a fusion of views its branches, each with
-its encoder's facts. It is saved as the ``.npz`` format of :mod:`frozenasd.detector_io` (plain arrays
+its encoder's facts. It is saved as the ``.npz`` format of :mod:`frozenasd.detectors.persistence` (plain arrays
 and JSON, no pickle) and loads files written by earlier versions. Loading checks every encoder against
 the hash it was fitted with and opens its ONNX session once; the model then scores any number of
 calls (files, folders or waveforms) without opening or hashing anything again.
@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.dcase import Clip
-from frozenasd.detector_io import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
+from frozenasd.data.dcase import Clip
+from frozenasd.detectors.persistence import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
 from frozenasd.embed import Executor, Views
-from frozenasd.encoder_identity import check_encoder, encoder_facts, saved_branches
-from frozenasd.encoders.pooling import NORMALISATIONS, POOLINGS
+from frozenasd.scoring.identity import check_encoder, encoder_facts, saved_branches
+from frozenasd.embed.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import ModelError
-from frozenasd.fitting import fit_on_normals
-from frozenasd.frames import frame_detector, pipeline_frame_scores, width_problem
-from frozenasd.inputs import Inputs, check_machine_name, input_clips
-from frozenasd.records import versions
+from frozenasd.scoring.fitting import fit_on_normals
+from frozenasd.detectors.frames import frame_detector, pipeline_frame_scores, width_problem
+from frozenasd.data.inputs import Inputs, check_machine_name, input_clips
+from frozenasd.versions import versions
 from frozenasd.settings import RunSettings, model_settings
 
 __all__ = ["ScoringModel", "Scored", "model_settings"]

@@ -14,7 +14,7 @@ SPLITS = ("train", "test")
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from frozenasd.dcase import discover_machines, list_clips
+    from frozenasd.data.dcase import discover_machines, list_clips
     from frozenasd.embed import Views
 
     settings = settings_from(args)

@@ -18,7 +18,7 @@ from frozenasd.cli.options import (
 )
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
-from frozenasd.output_names import (
+from frozenasd.outputs.names import (
     ANOMALY_SCORE,
     DECISION_RESULT,
     METRICS_TXT,
@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from frozenasd.evaluate import evaluate_submission, format_table, write_json
+    from frozenasd.workflows.evaluate import evaluate_submission, format_table, write_json
 
     result = evaluate_submission(args.results, args.ground_truth, args.data)
     print(format_table(result), end="")
@@ -71,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from frozenasd.fitted import audio_files, fit_files, fit_machine
+    from frozenasd.workflows.fit_score import audio_files, fit_files, fit_machine
 
     if args.inputs and args.data:
         raise FrozenASDError("give either recordings (files or folders) or --data ROOT --machine M, not both")
@@ -96,9 +96,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from frozenasd.outputs import printable, write_decisions_csv
-    from frozenasd.score_record import STDOUT, score_record, write_score_json
-    from frozenasd.scoring import ScoringModel
+    from frozenasd.text import printable
+    from frozenasd.outputs.files import write_decisions_csv
+    from frozenasd.outputs.score_json import STDOUT, score_record, write_score_json
+    from frozenasd.scoring.model import ScoringModel
 
     with opened_executor(args) as executor:
         model = ScoringModel.load(
@@ -112,7 +113,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.csv:
         write_decisions_csv(args.csv, result.paths, result.scores, result.decisions)
     if args.frames:
-        from frozenasd.frames import write_frame_scores
+        from frozenasd.outputs.frame_scores import write_frame_scores
 
         write_frame_scores(args.frames, result.paths, result.frames, result.frame_hop)
     if args.json:
@@ -133,7 +134,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from frozenasd.demo import QUICK, run_demo
+    from frozenasd.workflows.demo import QUICK, run_demo
 
     if args.detector is not None and args.model is None:
         raise FrozenASDError("--detector shapes one model's view: give --model too")
@@ -164,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from frozenasd.pipeline import DETECTORS
+    from frozenasd.detectors.pipeline import DETECTORS
     from frozenasd.views import PRESETS
 
     p = sub.add_parser(

@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from frozenasd.cache import EmbeddingCache, clip_identity
-from frozenasd.dcase import Clip
+from frozenasd.embed.cache import EmbeddingCache, clip_identity
+from frozenasd.data.dcase import Clip
 from frozenasd.embed.steps import (  # Embedded is defined there, beside the steps that build it
     ClipLimits,
     Embedded,
@@ -26,10 +26,10 @@ from frozenasd.embed.steps import (  # Embedded is defined there, beside the ste
     reason_of,
     skip_message,
 )
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import FrozenASDError
-from frozenasd.outputs import printable
-from frozenasd.waveforms import WaveClip
+from frozenasd.text import printable
+from frozenasd.data.waveforms import WaveClip
 
 __all__ = ["CHUNK", "Embedded", "Executor", "LocalExecutor", "embed_clips"]
 

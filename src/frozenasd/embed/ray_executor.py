@@ -1,6 +1,6 @@
 """Embedding on a Ray cluster: :class:`RayExecutor`, the same answers and the same cache as one machine.
 
-The driver lists the clips, takes what the cache holds (keyed by :func:`~frozenasd.cache.clip_identity`,
+The driver lists the clips, takes what the cache holds (keyed by :func:`~frozenasd.embed.cache.clip_identity`,
 as :class:`~frozenasd.embed.executor.LocalExecutor` keys it) and sends the rest to Ray Data: CPU tasks
 read each file and compute its model input (the frontend), an actor pool runs the encoder (each actor
 opens the ONNX file once, with as many threads as CPUs Ray gives it), and the embeddings come back to
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from frozenasd.cache import EmbeddingCache, clip_identity
-from frozenasd.dcase import Clip
+from frozenasd.embed.cache import EmbeddingCache, clip_identity
+from frozenasd.data.dcase import Clip
 from frozenasd.embed.executor import CHUNK, Embedded, default_warn, embed_clips
 from frozenasd.embed.steps import (
     ClipLimits,
@@ -43,10 +43,10 @@ from frozenasd.embed.steps import (
     reason_of,
     skip_message,
 )
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import FrozenASDError, ModelError, SettingsError
 from frozenasd.hashing import file_sha256
-from frozenasd.waveforms import WaveClip
+from frozenasd.data.waveforms import WaveClip
 
 __all__ = ["INSTALL", "EncoderActor", "RayExecutor", "RayRun", "require_ray"]
 

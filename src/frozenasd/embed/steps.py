@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from frozenasd.audio import load_audio, samples_at
-from frozenasd.dcase import Clip
-from frozenasd.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.encoders.pooling import pad_rows
+from frozenasd.data.audio import load_audio, samples_at
+from frozenasd.data.dcase import Clip
+from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+from frozenasd.embed.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError, ModelError
-from frozenasd.waveforms import WaveClip, read_wave
+from frozenasd.data.waveforms import WaveClip, read_wave
 
 __all__ = [
     "ClipLimits",

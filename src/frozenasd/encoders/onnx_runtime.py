@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from frozenasd.encoders.metadata import decode_metadata
-from frozenasd.encoders.pooling import (
+from frozenasd.embed.encoders.metadata import decode_metadata
+from frozenasd.embed.encoders.pooling import (
     FRAMES,
     NORMALISATIONS,
     canonical_pooling,
@@ -23,7 +23,7 @@ from frozenasd.encoders.pooling import (
     pool_frames,
 )
 from frozenasd.errors import ModelError
-from frozenasd.frontends import Frontend, get_frontend
+from frozenasd.embed.frontends import Frontend, get_frontend
 
 BATCH_VALUES = 1024 * 128  # input values of one 10-second EAT clip: the unit of the batch budget
 PATCH = 16  # EAT's patch size in fbank frames and mel bins
@@ -35,11 +35,11 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
 
     ``transform(X)`` takes a sequence of 1-D waveforms sampled at ``sample_rate`` and returns an array
     ``(n_clips, dim)``. Each clip goes through the frontend the model's metadata names (see
-    :mod:`frozenasd.frontends`; the EAT log-mel fbank for a file without metadata), which turns it into
+    :mod:`frozenasd.embed.frontends`; the EAT log-mel fbank for a file without metadata), which turns it into
     one or more model-input examples (EAT: the whole clip; YAMNet: 0.96 s patches; aiSFX: 100-frame
     blocks). Examples of equal shape share a batch (padding would change EAT's features: it has no
     padding mask); the chosen output's vectors of the whole clip (the tokens of every example, or one
-    vector per example) are pooled into one embedding (see :mod:`frozenasd.encoders.pooling`).
+    vector per example) are pooled into one embedding (see :mod:`frozenasd.embed.encoders.pooling`).
 
     Parameters
     ----------
