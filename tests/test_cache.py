@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 import frozenasd.embed.executor as executor_module
+import frozenasd.embed.steps as steps_module
 from frozenasd.data.dcase import list_clips
 from frozenasd.embed import embed_clips, open_cache
 from frozenasd.embed.cache import EmbeddingCache, cache_key, clip_identity
@@ -202,7 +203,7 @@ def test_changing_only_the_detector_rescoring_uses_the_cache(
     cache_dir = tmp_path / "cache"
     run(tiny_dataset, ["fan"], tmp_path / "a", settings_for(patch_encoder, cache_dir))
     loads = []
-    monkeypatch.setattr(executor_module, "load_audio", lambda *a, **k: loads.append(a) or np.zeros(16000))
+    monkeypatch.setattr(steps_module, "load_audio", lambda *a, **k: loads.append(a) or np.zeros(16000))
     results = run(
         tiny_dataset, ["fan"], tmp_path / "b", settings_for(patch_encoder, cache_dir, n_components=3)
     ).metrics

@@ -136,20 +136,20 @@ def test_clips_longer_than_the_encoder_takes_are_reported_once(tmp_path, tiny_da
 
 
 def test_a_clip_too_large_for_memory_is_skipped_not_fatal(tiny_dataset, patch_encoder, monkeypatch):
-    import frozenasd.embed.executor as executor_module
+    import frozenasd.embed.steps as steps_module
     from frozenasd.data.dcase import list_clips
     from frozenasd.embed import embed_clips
 
     clips = list_clips(tiny_dataset, "fan", "test")
     huge = clips[3].path
-    real = executor_module.load_audio
+    real = steps_module.load_audio
 
     def load(path, *args, **kwargs):
         if path == huge:
             raise MemoryError
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(executor_module, "load_audio", load)
+    monkeypatch.setattr(steps_module, "load_audio", load)
     messages: list[str] = []
     ext = ONNXFeatureExtractor(patch_encoder).fit()
     embedded = embed_clips(ext, clips, progress=False, warn=messages.append)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from frozenasd import __version__
-from frozenasd.cli import monitor, resources, scoring, serve
+from frozenasd.cli import embedding, monitor, resources, scoring, serve
 from frozenasd.cli.options import add_run_options, print_summary, settings_from
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     scoring.add_commands(sub)
     monitor.add_commands(sub)
+    embedding.add_commands(sub)
     resources.add_commands(sub)
     serve.add_commands(sub)
     return parser

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from frozenasd.cli.executors import add_executor_options, opened_executor
 from frozenasd.cli.options import (
     MODEL_HELP,
     add_fusion_options,
@@ -47,7 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from frozenasd.workflows.run import run
 
     out = Path(args.out)
-    result = run(Path(args.data), args.machine, out, settings_from(args), history=args.history)
+    settings = settings_from(args)
+    with opened_executor(args) as executor:
+        result = run(Path(args.data), args.machine, out, settings, executor=executor, history=args.history)
     code = print_summary(result.metrics)
     print(result.summary, end="")
     where = f", report in {(out / REPORT_HTML).resolve()}" if result.reports else ""
@@ -69,7 +72,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from frozenasd.workflows.fit_score import fit
 
-    info = fit(settings_from(args), args.out, inputs=args.inputs, data=args.data, machine=args.machine)
+    settings = settings_from(args)
+    with opened_executor(args) as executor:
+        info = fit(
+            settings, args.out, inputs=args.inputs, data=args.data, machine=args.machine, executor=executor
+        )
     rule = info["threshold_rule"]
     how = "fixed" if "fixed" in rule else f"percentile {rule['percentile']:g} of the gamma fit"
     print(
@@ -84,17 +91,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     from frozenasd.text import printable
     from frozenasd.workflows.fit_score import score_and_write
 
-    result = score_and_write(
-        args.fitted,
-        args.inputs,
-        encoder=args.model,
-        csv=args.csv or None,
-        frames=args.frames or None,
-        json=args.json or None,
-        batch_size=args.batch_size,
-        num_threads=args.threads,
-        progress=not args.no_progress,
-    )
+    with opened_executor(args) as executor:
+        result = score_and_write(
+            args.fitted,
+            args.inputs,
+            encoder=args.model,
+            csv=args.csv or None,
+            frames=args.frames or None,
+            json=args.json or None,
+            batch_size=args.batch_size,
+            num_threads=args.threads,
+            progress=not args.no_progress,
+            executor=executor,
+        )
     rows = [
         (str(p), f"{s:.6f}", int(d))
         for p, s, d in zip(result.paths, result.scores, result.decisions, strict=True)
@@ -174,6 +183,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     add_threshold_options(p)
     add_fusion_options(p)
+    add_executor_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_run)
 
@@ -258,6 +268,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     add_threshold_options(p)
     add_fusion_options(p)
+    add_executor_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_fit)
 
@@ -297,5 +308,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_executor_options(p)
     add_aliases(p)
     p.set_defaults(func=cmd_score)

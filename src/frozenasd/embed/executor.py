@@ -10,35 +10,30 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from frozenasd.data.audio import load_audio, samples_at
 from frozenasd.data.dcase import Clip
-from frozenasd.data.waveforms import WaveClip, read_wave
+from frozenasd.data.waveforms import WaveClip
 from frozenasd.embed.cache import EmbeddingCache, clip_identity
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
-from frozenasd.embed.encoders.pooling import pad_rows
-from frozenasd.errors import FrozenASDError, ModelError
+from frozenasd.embed.steps import (  # Embedded is defined there, beside the steps that build it
+    ClipLimits,
+    Embedded,
+    assemble,
+    clip_features,
+    embed_or_reasons,
+    reason_of,
+    skip_message,
+)
+from frozenasd.errors import FrozenASDError
 from frozenasd.text import printable
 
 __all__ = ["CHUNK", "Embedded", "Executor", "LocalExecutor", "embed_clips"]
 
 CHUNK = 16  # clips read before they are embedded (and cached) together
-
-
-@dataclass
-class Embedded:
-    """Embeddings of the clips that could be used, and the ones skipped with the reason."""
-
-    clips: list[Clip]
-    embeddings: np.ndarray
-    skipped: list[tuple[Clip, str]] = field(default_factory=list)
-    cut: list[Clip] = field(default_factory=list)  # longer than the encoder takes: only their start is used
-    frame_dim: int | None = None  # values per frame (the extractor's frame_dim_), for frame detectors
 
 
 class Executor(Protocol):
@@ -98,46 +93,37 @@ def embed_clips(
     split; a ``WaveClip`` is embedded from the samples it holds (and never cached). Clips longer
     than the encoder's longest input are listed in ``cut`` and reported once.
     """
-    warn = warn or (lambda message: tqdm.write(printable(message), file=sys.stderr))
+    warn = warn or default_warn
     if not hasattr(extractor, "session_"):
         extractor.fit()
-    sample_rate = extractor.frontend_["sample_rate"]
-    longest = extractor.longest_samples()
-    shortest = extractor.shortest_samples()
-    # Of a longer clip only the start is embedded: reading a second more than that also tells it apart.
-    most_seconds = None if longest is None else longest / sample_rate + 1.0
-    cut: list[Clip] = []
+    limits = ClipLimits.of(extractor)
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
     if any(isinstance(c, WaveClip) for c in clips):
         cache = None  # waveforms in memory have no file to identify them by
     cached = cache.load(machine, split) if cache else {}
     found: dict[int, np.ndarray] = {}
-    skipped: list[tuple[Clip, str]] = []
+    skipped: dict[int, str] = {}
+    cut: set[int] = set()
     pending: list[tuple[int, str, np.ndarray]] = []
     bar = tqdm(total=len(clips), desc=desc, unit="clip", disable=not progress, file=sys.stderr)
 
-    def skip(clip: Clip, reason: str) -> None:
-        warn(f"skipped {clip.path}: {reason}")
-        skipped.append((clip, reason))
-
-    def keep(items: list[tuple[int, str, np.ndarray]], emb: np.ndarray) -> None:
-        found.update(zip((i for i, _, _ in items), emb, strict=True))
-        if cache:
-            cache.store(machine, split, zip((key for _, key, _ in items), emb, strict=True))
+    def skip(i: int, reason: str) -> None:
+        warn(skip_message(clips[i].path, reason))
+        skipped[i] = reason
 
     def flush() -> None:  # the bar counts a clip once it is embedded, not when it is read
         if not pending:
             return
-        try:
-            keep(pending, extractor.embed_features([f for _, _, f in pending]))
-        except (ModelError, MemoryError):  # one clip may be the cause: the others must not pay for it
-            for item in pending:
-                try:
-                    keep([item], extractor.embed_features([item[2]]))
-                except MemoryError:
-                    skip(clips[item[0]], "too large for the encoder to embed in the memory available")
-                except ModelError as exc:
-                    skip(clips[item[0]], str(exc).removeprefix(f"{extractor.model_path}: "))
+        results = embed_or_reasons(extractor, [f for _, _, f in pending])
+        kept = []
+        for (i, key, _), result in zip(pending, results, strict=True):
+            if isinstance(result, str):
+                skip(i, result)
+            else:
+                found[i] = result
+                kept.append((key, result))
+        if cache:
+            cache.store(machine, split, kept)
         bar.update(len(pending))
         pending.clear()
 
@@ -145,41 +131,30 @@ def embed_clips(
         for i, clip in enumerate(clips):
             try:
                 key = clip_identity(clip.path) if cache else ""
-                if key in cached:
-                    found[i] = cached[key]
-                    if longest is not None and samples_at(clip.path, sample_rate) > longest:
-                        cut.append(clip)
-                    bar.update()
-                    continue
-                limits = {"min_samples": shortest, "max_seconds": most_seconds}
-                if isinstance(clip, WaveClip):
-                    wave = read_wave(clip, sample_rate, **limits)
-                else:
-                    wave = load_audio(clip.path, sample_rate, **limits)
-                features = extractor.features(wave, sample_rate)
-            except (FrozenASDError, ValueError, OSError, MemoryError) as exc:
-                if isinstance(exc, MemoryError):  # one huge file must not end the run
-                    skip(clip, "too large to load into memory")
-                else:
-                    skip(clip, str(exc).removeprefix(f"{clip.path}: "))
+            except FrozenASDError as exc:
+                skip(i, reason_of(exc, clip.path))
                 bar.update()
                 continue
-            if longest is not None and wave.size > longest:
-                cut.append(clip)
-            pending.append((i, key, features))
+            if key in cached:
+                found[i] = cached[key]
+                if limits.file_is_cut(clip.path):
+                    cut.add(i)
+                bar.update()
+                continue
+            featured = clip_features(extractor, clip, limits)
+            if isinstance(featured, str):
+                skip(i, featured)
+                bar.update()
+                continue
+            if featured.cut:
+                cut.add(i)
+            pending.append((i, key, featured.features))
             if len(pending) >= CHUNK:
                 flush()
         flush()
-    unusable = {c for c, _ in skipped}
-    cut = [c for c in cut if c not in unusable]
-    if cut:
-        seconds = longest / sample_rate
-        warn(
-            f"{len(cut)} {machine} {split} clip(s) longer than {seconds:.2f} s, the encoder's longest input: "
-            f"only their first {seconds:.2f} s are embedded (e.g. {cut[0].path})"
-        )
-    order = sorted(found)
-    # ``frames`` pooling: rows of clips of other lengths differ in width, NaN-padded to the widest
-    embeddings = pad_rows([found[i] for i in order]) if order else np.empty((0, 0), dtype=np.float32)
-    frame_dim = getattr(extractor, "frame_dim_", None)
-    return Embedded([clips[i] for i in order], embeddings, skipped, cut, frame_dim)
+    return assemble(extractor, clips, found, skipped, cut, limits, warn)
+
+
+def default_warn(message: str) -> None:
+    """Print a warning above the progress bars."""
+    tqdm.write(printable(message), file=sys.stderr)

@@ -29,7 +29,7 @@ from frozenasd.data.dcase import Clip
 from frozenasd.data.inputs import Inputs, check_machine_name, input_clips
 from frozenasd.detectors.frames import frame_detector, pipeline_frame_scores, width_problem
 from frozenasd.detectors.persistence import load_scoring_pipeline, pipeline_info, save_scoring_pipeline
-from frozenasd.embed import Views
+from frozenasd.embed import Executor, Views
 from frozenasd.embed.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import ModelError
 from frozenasd.scoring.fitting import fit_on_normals
@@ -97,15 +97,22 @@ class ScoringModel:
 
     @classmethod
     def fit_clips(
-        cls, clips: list[Clip], settings: RunSettings, where: object, *, by_name: bool = False
+        cls,
+        clips: list[Clip],
+        settings: RunSettings,
+        where: object,
+        *,
+        by_name: bool = False,
+        executor: Executor | None = None,
     ) -> ScoringModel:
         """Embed ``clips`` (of one machine), fit the detector and choose the threshold.
 
         ``by_name``: the clips' domains count only if every clip names one. Too few usable clips, or a
-        detector that cannot be fitted to them, raise FrozenASDError naming ``where``.
+        detector that cannot be fitted to them, raise FrozenASDError naming ``where``. ``executor``
+        embeds the clips, for the fit and for the model's later scoring (default: in this process).
         """
         machine = clips[0].machine if clips else "recordings"
-        views = Views.open(settings)
+        views = Views.open(settings, executor)
         train, bounds = views.embed(clips, progress=settings.progress, desc=f"{machine} train")
         domains = [c.domain for c in train.clips]
         if by_name and any(d is None for d in domains):
@@ -159,12 +166,14 @@ class ScoringModel:
         *,
         batch_size: int = 8,
         num_threads: int | None = None,
+        executor: Executor | None = None,
     ) -> ScoringModel:
         """The model saved at ``path``, its encoders checked (by sha256) and opened.
 
         A single view's encoder is the file the model names, or ``model`` (a file or a backbone name)
         when that file has moved; it must be the one it was fitted with. A fusion finds each branch's
-        model by the name it saved (a backbone name or a file) and takes no ``model``.
+        model by the name it saved (a backbone name or a file) and takes no ``model``. ``executor``
+        embeds the clips scored (default: in this process).
         """
         info = pipeline_info(path)
         pipe = load_scoring_pipeline(path)
@@ -179,7 +188,7 @@ class ScoringModel:
             settings = RunSettings(
                 branches=tuple(b for b, _ in saved), fusion_rule=str(info.get("fusion_rule")), **common
             )
-            views = Views.open(settings)
+            views = Views.open(settings, executor)
             for (branch, facts), view in zip(saved, views.branch_views, strict=True):
                 check_encoder(path, views.extractors[view].model_path, facts, f"branch {branch.spec()}: ")
             return cls(pipe, info, views, source=path)
@@ -212,7 +221,7 @@ class ScoringModel:
             normalise=normalise,
             **common,
         )
-        return cls(pipe, info, Views.open(settings), source=path)
+        return cls(pipe, info, Views.open(settings, executor), source=path)
 
     # ------------------------------------------------------------------------------------ score
     def score(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from frozenasd.data.dcase import Clip, list_clips
 from frozenasd.data.inputs import Inputs, audio_files, check_machine_name, unique_files
+from frozenasd.embed import Executor
 from frozenasd.errors import FrozenASDError
 from frozenasd.outputs.files import write_decisions_csv
 from frozenasd.outputs.frame_scores import write_frame_scores
@@ -32,18 +33,19 @@ def fit(
     inputs: Sequence[PathLike] = (),
     data: PathLike | None = None,
     machine: str | None = None,
+    executor: Executor | None = None,
 ) -> dict:
     """Fit on normal recordings (``inputs``: files or folders) or on ``<data>/<machine>/train``; save
-    to ``out`` and return the saved info."""
+    to ``out`` and return the saved info. ``executor`` embeds the clips (default: in this process)."""
     if inputs and data:
         raise FrozenASDError("give either recordings (files or folders) or --data ROOT --machine M, not both")
     if inputs:
         files = audio_files(inputs)
         if not files:
             raise FrozenASDError(f"no audio file found in {', '.join(map(str, inputs))}")
-        return fit_files(files, settings, out, machine or "recordings")
+        return fit_files(files, settings, out, machine or "recordings", executor)
     if data and machine:
-        return fit_machine(data, machine, settings, out)
+        return fit_machine(data, machine, settings, out, executor)
     raise FrozenASDError("give the normal recordings (files or folders), or --data ROOT --machine M")
 
 
@@ -58,10 +60,13 @@ def score_and_write(
     batch_size: int = 8,
     num_threads: int | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> Scored:
     """Score ``inputs`` with the saved model ``fitted``; write the decisions (``csv``), every clip's
     frame scores (``frames``) and the JSON record (``json``, ``-`` for stdout) when asked."""
-    model = ScoringModel.load(fitted, encoder, batch_size=batch_size, num_threads=num_threads)
+    model = ScoringModel.load(
+        fitted, encoder, batch_size=batch_size, num_threads=num_threads, executor=executor
+    )
     result = model.score(inputs, frames=frames is not None, progress=progress)
     if csv is not None:
         write_decisions_csv(csv, result.paths, result.scores, result.decisions)
@@ -73,12 +78,19 @@ def score_and_write(
 
 
 def fit_machine(
-    data_root: str | os.PathLike, machine: str, settings: RunSettings, path: str | os.PathLike
+    data_root: str | os.PathLike,
+    machine: str,
+    settings: RunSettings,
+    path: str | os.PathLike,
+    executor: Executor | None = None,
 ) -> dict:
-    """Fit on ``<data_root>/<machine>/train`` and save to ``path``; returns the saved info."""
+    """Fit on ``<data_root>/<machine>/train`` and save to ``path``; returns the saved info.
+
+    ``executor`` embeds the clips (default: in this process).
+    """
     clips = list_clips(Path(data_root), machine, "train")
     where = Path(data_root) / machine / "train"
-    return ScoringModel.fit_clips(clips, settings, where, by_name=False).save(path)
+    return ScoringModel.fit_clips(clips, settings, where, by_name=False, executor=executor).save(path)
 
 
 def fit_files(
@@ -86,6 +98,7 @@ def fit_files(
     settings: RunSettings,
     path: str | os.PathLike,
     machine: str = "recordings",
+    executor: Executor | None = None,
 ) -> dict:
     """Fit on normal recordings given as files (any names, any layout) and save to ``path``.
 
@@ -93,7 +106,8 @@ def fit_files(
     """
     check_machine_name(machine)
     clips = [Clip.from_path(f, machine, "train") for f in unique_files(files)]
-    return ScoringModel.fit_clips(clips, settings, "the recordings given", by_name=True).save(path)
+    where = "the recordings given"
+    return ScoringModel.fit_clips(clips, settings, where, by_name=True, executor=executor).save(path)
 
 
 def score_files(

@@ -190,6 +190,11 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         if not hasattr(self, "session_"):
             self._open()
 
+    def _check_frontend(self) -> None:
+        """The frontend alone is needed: an extractor unpickled without its session computes features."""
+        if not hasattr(self, "frontend_"):
+            self._open()
+
     def _frontend(self) -> Frontend:
         return get_frontend(self.frontend_["name"])
 
@@ -205,7 +210,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         ``sample_rate`` is the waveform's rate (default: the extractor's ``sample_rate``); the clip is
         resampled to the frontend's rate when they differ. Raises ValueError on bad audio.
         """
-        self._check_open()
+        self._check_frontend()
         rate = self.frontend_["sample_rate"]
         given = self.sample_rate if sample_rate is None else sample_rate
         wave = waveform
@@ -225,14 +230,14 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         With ``target_frames`` the length is the user's choice; without, an encoder with a longest
         input (EAT's position table) embeds only the start of a longer clip.
         """
-        self._check_open()
+        self._check_frontend()
         if self.target_frames is not None:
             return None
         return self._frontend().longest_samples(self.frontend_)
 
     def shortest_samples(self) -> int:
         """The fewest samples (at the frontend's rate) of a clip that is embedded: one 25 ms frame."""
-        self._check_open()
+        self._check_frontend()
         return self._frontend().shortest_samples(self.frontend_)
 
     # ----------------------------------------------------------------- encoder
