@@ -249,6 +249,8 @@ def test_a_running_cluster_by_address_and_a_killed_driver_resumed_from_the_cache
     cli = [sys.executable, "-m", "frozenasd"]
     ray_options = ["--executor", "ray", "--ray-address", address, "--workers", "2"]
     common = ["--model", str(logmel), "--detector", "mahalanobis", "--no-progress"]
+    # `--ray-address auto` finds the running cluster (here through RAY_ADDRESS, as Ray looks first)
+    auto = ["--executor", "ray", "--ray-address", "auto", "--workers", "2"]
     done = subprocess.run(
         [
             *cli,
@@ -259,9 +261,9 @@ def test_a_running_cluster_by_address_and_a_killed_driver_resumed_from_the_cache
             str(tmp_path / "ray"),
             "--no-cache",
             *common,
-            *ray_options,
+            *auto,
         ],
-        env=env,
+        env={**env, "RAY_ADDRESS": address},
         capture_output=True,
         text=True,
         timeout=240,
