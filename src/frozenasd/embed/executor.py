@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip
-from frozenasd.embed.cache import EmbeddingCache, clip_identity
+from frozenasd.embed.cache import EmbeddingCache
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.steps import (  # Embedded is defined there, beside the steps that build it
     ClipLimits,
@@ -25,10 +25,9 @@ from frozenasd.embed.steps import (  # Embedded is defined there, beside the ste
     assemble,
     clip_features,
     embed_or_reasons,
-    reason_of,
     skip_message,
+    take_cached,
 )
-from frozenasd.errors import FrozenASDError
 from frozenasd.text import printable
 
 __all__ = ["CHUNK", "Embedded", "Executor", "LocalExecutor", "embed_clips"]
@@ -100,10 +99,7 @@ def embed_clips(
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
     if any(isinstance(c, WaveClip) for c in clips):
         cache = None  # waveforms in memory have no file to identify them by
-    cached = cache.load(machine, split) if cache else {}
-    found: dict[int, np.ndarray] = {}
     skipped: dict[int, str] = {}
-    cut: set[int] = set()
     pending: list[tuple[int, str, np.ndarray]] = []
     bar = tqdm(total=len(clips), desc=desc, unit="clip", disable=not progress, file=sys.stderr)
 
@@ -128,19 +124,12 @@ def embed_clips(
         pending.clear()
 
     with bar:
+        found, cut, keys = take_cached(clips, cache.load(machine, split) if cache else None, limits, skip)
+        bar.update(len(found) + len(skipped))
         for i, clip in enumerate(clips):
-            try:
-                key = clip_identity(clip.path) if cache else ""
-            except FrozenASDError as exc:
-                skip(i, reason_of(exc, clip.path))
-                bar.update()
+            if i in found or i in skipped:
                 continue
-            if key in cached:
-                found[i] = cached[key]
-                if limits.file_is_cut(clip.path):
-                    cut.add(i)
-                bar.update()
-                continue
+            key = keys.get(i, "")
             featured = clip_features(extractor, clip, limits)
             if isinstance(featured, str):
                 skip(i, featured)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip
-from frozenasd.embed.cache import EmbeddingCache, clip_identity
+from frozenasd.embed.cache import EmbeddingCache
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.executor import CHUNK, Embedded, default_warn, embed_clips
 from frozenasd.embed.steps import (
@@ -42,8 +42,8 @@ from frozenasd.embed.steps import (
     assemble,
     clip_features,
     embed_or_reasons,
-    reason_of,
     skip_message,
+    take_cached,
 )
 from frozenasd.errors import FrozenASDError, ModelError, SettingsError
 from frozenasd.hashing import file_sha256
@@ -265,31 +265,16 @@ class RayExecutor:
             extractor.fit()
         limits = ClipLimits.of(extractor)
         machine, split = clips[0].machine, clips[0].split
-        cached = cache.load(machine, split) if cache else {}
-        found: dict[int, np.ndarray] = {}
         skipped: dict[int, str] = {}
-        cut: set[int] = set()
-        keys: dict[int, str] = {}
 
         def skip(i: int, reason: str) -> None:
             warn(skip_message(clips[i].path, reason))
             skipped[i] = reason
 
         with tqdm(total=len(clips), desc=desc, unit="clip", disable=not progress, file=sys.stderr) as bar:
-            for i, clip in enumerate(clips):
-                try:
-                    key = clip_identity(clip.path) if cache else ""
-                except FrozenASDError as exc:
-                    skip(i, reason_of(exc, clip.path))
-                    bar.update()
-                    continue
-                if key in cached:
-                    found[i] = cached[key]
-                    if limits.file_is_cut(clip.path):
-                        cut.add(i)
-                    bar.update()
-                else:
-                    keys[i] = key
+            cached = cache.load(machine, split) if cache else None
+            found, cut, keys = take_cached(clips, cached, limits, skip)
+            bar.update(len(found) + len(skipped))
             for block in self._results(extractor, clips, sorted(keys)):
                 rows = []
                 for index, embedding, is_cut, reason in block:

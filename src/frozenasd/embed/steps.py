@@ -18,6 +18,7 @@ import numpy as np
 from frozenasd.data.audio import load_audio, samples_at
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip, read_wave
+from frozenasd.embed.cache import clip_identity
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.encoders.pooling import pad_rows
 from frozenasd.errors import FrozenASDError, ModelError
@@ -90,6 +91,36 @@ def reason_of(exc: BaseException, where: object) -> str:
 def skip_message(clip_path: object, reason: str) -> str:
     """The warning every executor gives for a skipped clip."""
     return f"skipped {clip_path}: {reason}"
+
+
+def take_cached(
+    clips: Sequence[Clip],
+    cached: dict[str, np.ndarray] | None,
+    limits: ClipLimits,
+    skip: Callable[[int, str], None],
+) -> tuple[dict[int, np.ndarray], set[int], dict[int, str]]:
+    """What the cache holds of ``clips``: ``(found, cut, keys)``, the embeddings found by clip index,
+    the found clips longer than the encoder's input, and the cache key of every clip still to embed.
+
+    Without a cache (``cached`` None) no clip is found and the keys are empty. A clip whose file cannot
+    be identified is reported through ``skip``.
+    """
+    found: dict[int, np.ndarray] = {}
+    cut: set[int] = set()
+    keys: dict[int, str] = {}
+    for i, clip in enumerate(clips):
+        try:
+            key = clip_identity(clip.path) if cached is not None else ""
+        except FrozenASDError as exc:
+            skip(i, reason_of(exc, clip.path))
+            continue
+        if cached is not None and key in cached:
+            found[i] = cached[key]
+            if limits.file_is_cut(clip.path):
+                cut.add(i)
+        else:
+            keys[i] = key
+    return found, cut, keys
 
 
 def clip_features(
