@@ -22,6 +22,20 @@ MODEL_HELP = (
 )
 
 
+DEVICE_HELP = (
+    "where the encoders run: auto (ONNX Runtime's CUDA provider when onnxruntime-gpu is installed "
+    "and a GPU is visible, else the CPU; the default), cpu, or cuda (falls back to the CPU with one "
+    "line saying why); the provider used is recorded in run.json and the fitted file"
+)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``, on every command that embeds."""
+    from frozenasd.embed.encoders.device import DEVICES
+
+    parser.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -90,6 +104,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="embedding cache folder (default: $FROZENASD_CACHE or ~/.cache/frozenasd)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    add_device_option(parser)
 
 
 def percentile(text: str) -> float:
@@ -197,6 +212,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         num_threads=args.threads,
         cache_dir=cache_dir,
         progress=not args.no_progress,
+        device=getattr(args, "device", "auto"),
         spelling=OPTION_NAMES,
         note=lambda text: print(f"note: {text}", file=sys.stderr),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from frozenasd.cli.options import (
     MODEL_HELP,
+    add_device_option,
     add_fusion_options,
     add_run_options,
     add_threshold_options,
@@ -94,6 +95,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_threads=args.threads,
         progress=not args.no_progress,
+        device=args.device,
     )
     rows = [
         (str(p), f"{s:.6f}", int(d))
@@ -126,6 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data=QUICK if args.quick else None,
         num_threads=args.threads,
         progress=not args.no_progress,
+        device=args.device,
     )
     code = print_summary(result.results)
     if result.summary:
@@ -204,6 +207,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_device_option(p)
     add_aliases(p)
     p.set_defaults(func=cmd_demo)
 
@@ -291,5 +295,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_option(p)
     add_aliases(p)
     p.set_defaults(func=cmd_score)
