@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from frozenasd.embed.cache import default_cache_dir
 from frozenasd.embed.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import FrozenASDError
+from frozenasd.outputs.names import RUN_JSON
 
 if TYPE_CHECKING:
     from frozenasd.settings import RunSettings
@@ -25,7 +26,7 @@ MODEL_HELP = (
 DEVICE_HELP = (
     "where the encoders run: auto (ONNX Runtime's CUDA provider when onnxruntime-gpu is installed "
     "and a GPU is visible, else the CPU; the default), cpu, or cuda (falls back to the CPU with one "
-    "line saying why); the provider used is recorded in run.json and the fitted file"
+    f"line saying why); the provider used is recorded in {RUN_JSON} and the fitted file"
 )
 
 
