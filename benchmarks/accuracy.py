@@ -236,8 +236,26 @@ def make_config(name: str, options: list[str], harness_options: list[str]) -> Co
     return config
 
 
+EAT_DEPTHS = (4, 6, 8, 12)  # EAT-base has 12 blocks: eat-base-d12 is eat-base
+
+
+def eat_variant_configs(detector: str = "mahalanobis") -> list[tuple[str, list[str]]]:
+    """EAT-base cut after K blocks, fp32 and int8, one view each under ``detector``.
+
+    Each needs its export first: ``frozenasd download eat-base --depth K [--int8]`` (``eat-base`` and
+    ``eat-base-int8`` for the 12 blocks). Until then each row fails, naming the command to run.
+    """
+    wanted = []
+    for depth in EAT_DEPTHS:
+        for int8 in (False, True):
+            name = "eat-base" + (f"-d{depth}" if depth != 12 else "") + ("-int8" if int8 else "")
+            wanted.append((f"{name} {detector}", ["--model", name, "--detector", detector]))
+    return wanted
+
+
 def build_configs(args: argparse.Namespace, harness_options: list[str]) -> list[Config]:
-    """Every configuration the command line asks for, in order: --config, --grid, then --encoder."""
+    """Every configuration the command line asks for, in order: --config, --grid, --encoder, then
+    --eat-variants."""
     wanted: list[tuple[str, list[str]]] = []
     for name, options in args.config or []:
         wanted.append((name or " ".join(options) or "defaults", options))
@@ -245,6 +263,8 @@ def build_configs(args: argparse.Namespace, harness_options: list[str]) -> list[
         wanted += expand_grid(axes)
     if args.encoder:
         wanted += legacy_grid(args.encoder, args.embedding or ["mean"], args.detector or ["kmeansNN"])
+    if getattr(args, "eat_variants", False):
+        wanted += eat_variant_configs()
     names = [name for name, _ in wanted]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -508,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--detector", action="append", help="with --encoder: detector name(s) (default: kmeansNN)"
+    )
+    parser.add_argument(
+        "--eat-variants",
+        action="store_true",
+        help="add EAT-base at 4, 6, 8 and 12 blocks, fp32 and int8, each under mahalanobis (export "
+        "them first: frozenasd download eat-base --depth K [--int8])",
     )
     parser.add_argument("--out", type=Path, default=Path("accuracy.md"), help="markdown file to write")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")

@@ -150,3 +150,20 @@ def test_a_data_set_that_is_not_one_is_named(
         harness.main(
             ["--data", f"empty={tmp_path}", "--grid", "--detector knn", "--out", str(tmp_path / "o.md")]
         )
+
+
+def test_eat_depth_and_int8_rows_are_ready(harness: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    """--eat-variants: EAT-base at 4/6/8/12 blocks, fp32 and int8; without the exports each row fails
+    naming the command that makes its file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FROZENASD_CACHE", str(tmp_path / "cache"))
+    args = harness.build_parser().parse_args(["--data", str(tmp_path), "--eat-variants"])
+    configs = harness.build_configs(args, ["--no-progress"])
+    assert [c.name.split()[0] for c in configs] == [
+        "eat-base-d4", "eat-base-d4-int8", "eat-base-d6", "eat-base-d6-int8",
+        "eat-base-d8", "eat-base-d8-int8", "eat-base", "eat-base-int8",
+    ]  # fmt: skip
+    assert all(c.options[-2:] == ["--detector", "mahalanobis"] for c in configs)
+    errors = {c.name.split()[0]: c.error for c in configs}
+    assert "frozenasd download eat-base --depth 6 --int8" in errors["eat-base-d6-int8"]
+    assert "frozenasd download eat-base`" in errors["eat-base"]

@@ -165,11 +165,15 @@ def test_model_name_finds_the_quick_start_and_the_download_file(name, tmp_path, 
 
 
 def test_the_quick_start_names_are_those_export_writes():
+    from frozenasd.backbones.registry import parse_variant
     from frozenasd.cli import build_parser
+    from frozenasd.cli.resources import export_file_name
 
-    exported = vars(build_parser().parse_args(["export", "EAT-base_epoch30_pt.pt"]))
-    assert "eat_base_export.onnx" in exported.values()
+    args = build_parser().parse_args(["export", "EAT-base_epoch30_pt.pt"])
+    assert export_file_name(args.depth, args.layers, args.int8) == "eat_base_export.onnx"
     assert "eat_base_export.onnx" in BACKBONES["eat-base"].files
+    args = build_parser().parse_args(["export", "EAT-base_epoch30_pt.pt", "--depth", "6", "--int8"])
+    assert export_file_name(args.depth, args.layers, args.int8) in parse_variant("eat-base-d6-int8").files
 
 
 def test_download_prepares_packaged_and_builtin_backbones(tmp_path, monkeypatch):

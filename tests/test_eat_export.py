@@ -146,7 +146,7 @@ def test_graph_ops_that_ort_fuses(tiny, tmp_path):
 def test_standard_ops_export_gives_the_same_numbers(tiny, tmp_path):
     """fused_attention=False: default-domain operators only, and the same outputs as the fused graph."""
     written, onnx_path, model = tiny
-    plain = export_onnx(written.path, tmp_path / "plain.onnx", layers=(0,), fused_attention=False)
+    plain = export_onnx(written.path, tmp_path / "plain.onnx", layers=(0,), depth=2, fused_attention=False)
     ops = op_counts(plain)
     assert not [op for op in ops if "." in op]
     assert ops["Softmax"] == model.config.depth

@@ -11,6 +11,7 @@ from typing import Any
 from frozenasd.detectors.frames import resolve_pooling
 from frozenasd.detectors.threshold import DEFAULT_PERCENTILE, check_threshold_choice
 from frozenasd.embed.cache import default_cache_dir
+from frozenasd.embed.encoders.device import check_device
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.errors import ModelError, SettingsError
 from frozenasd.views import Branch
@@ -44,9 +45,14 @@ class RunSettings:
     preset: str | None = None
     threshold_percentile: float | None = None  # None: DEFAULT_PERCENTILE of the gamma fit
     threshold: float | None = None  # a fixed decision threshold (a score), instead of the gamma fit
+    device: str = "auto"  # where the encoders run: auto, cpu or cuda (frozenasd.embed.encoders.device)
 
     def __post_init__(self) -> None:
         self.pooling = resolve_pooling(self.detector, self.pooling)
+        try:
+            check_device(self.device)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
         try:
             check_threshold_choice(self.threshold_percentile, self.threshold)
         except ValueError as exc:
@@ -77,7 +83,9 @@ class RunSettings:
                 "output": self.output,
                 "target_frames": self.target_frames,
             }
-        return ONNXFeatureExtractor(model, batch_size=self.batch_size, num_threads=self.num_threads, **view)
+        return ONNXFeatureExtractor(
+            model, batch_size=self.batch_size, num_threads=self.num_threads, device=self.device, **view
+        )
 
     @property
     def detector_name(self) -> str:
@@ -120,6 +128,7 @@ def model_settings(
     num_threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    device: str = "auto",
     spelling: Mapping[str, str] | None = None,
     note: Callable[[str], None] | None = None,
 ) -> RunSettings:
@@ -130,7 +139,7 @@ def model_settings(
     is missing). ``detector``, ``pooling``, ``normalise``, ``target_frames`` and ``output`` shape a
     single view only. ``cache_dir``: ``None`` caches nowhere. SettingsError when options clash, naming
     them as ``spelling`` says (the command line's ``--fuse`` for ``branches``, say). ``note`` is told
-    when the default preset had to fall back.
+    when the default preset had to fall back. ``device``: where the encoders run (auto, cpu, cuda).
     """
     from frozenasd.backbones import resolve_model
     from frozenasd.views import default_preset, parse_fusion
@@ -152,6 +161,7 @@ def model_settings(
         "num_threads": num_threads,
         "cache_dir": None if cache_dir is None else Path(cache_dir),
         "progress": progress,
+        "device": device,
     }
     if model is not None:
         if preset or branches or fusion_rule:

@@ -17,6 +17,12 @@ backbone takes) lists the encoders `frozenasd run` can use, by how their ONNX fi
   in the current folder or the cache.
 - ``logmel``: no model at all; a weightless graph that passes the ``logmel`` frontend's frames through
   as tokens (:mod:`~frozenasd.backbones.logmel_onnx`), always ready.
+
+Variants (:func:`~frozenasd.backbones.registry.parse_variant`): ``NAME-int8`` is the backbone with int8
+weights (:mod:`~frozenasd.backbones.quantise`; ``prepare(NAME, int8=True)``), prepared beside the fp32
+file for a package backbone, exported by ``frozenasd download NAME --int8`` for EAT; ``eat-base-d6`` is
+EAT-base cut after block 6 (``download --depth 6``); both combine (``eat-base-d6-int8``). Each is its
+own file, so its embeddings are cached apart and a model fitted with one is not scored with another.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from frozenasd.backbones.listing import format_backbones_table, format_models_list
 from frozenasd.backbones.onnx_io import OPSET, _save_atomic
 from frozenasd.backbones.registry import (
     BACKBONES,
@@ -35,8 +42,11 @@ from frozenasd.backbones.registry import (
     MANUAL_DOWNLOAD_HELP,
     Backbone,
     BackboneStatus,
+    Variant,
     cache_dir,
     get_backbone,
+    is_backbone_name,
+    parse_variant,
 )
 from frozenasd.embed.encoders.metadata import encode_metadata
 from frozenasd.embed.frontends import get_frontend
@@ -57,6 +67,7 @@ __all__ = [
     "format_backbones_table",
     "format_models_list",
     "get_backbone",
+    "parse_variant",
     "prepare",
     "resolve_model",
     "status",
@@ -105,8 +116,9 @@ def _weights_path(backbone: Backbone) -> Path:
     return path
 
 
-def _onnx_name(backbone: Backbone, version: str) -> str:
-    return f"{backbone.name}-{backbone.package}{version}-f{EXPORT_FORMAT}.onnx"
+def _onnx_name(backbone: Backbone, version: str, int8: bool = False) -> str:
+    tail = "-int8" if int8 else ""
+    return f"{backbone.name}-{backbone.package}{version}-f{EXPORT_FORMAT}{tail}.onnx"
 
 
 def _builtin_name(backbone: Backbone) -> str:
@@ -118,15 +130,17 @@ def _search_dirs(dest_dir: Path | None = None) -> list[Path]:
     return [*([dest_dir] if dest_dir is not None else []), Path.cwd(), cache_dir()]
 
 
-def find_exported(name: str, dest_dir: str | os.PathLike | None = None) -> Path | None:
-    """The ONNX file of hub backbone ``name`` under any of its conventional names, else ``None``.
+def find_exported(name: str | Variant, dest_dir: str | os.PathLike | None = None) -> Path | None:
+    """The ONNX file of hub backbone ``name`` (or variant) under any of its conventional names, else ``None``.
 
     Looks in ``dest_dir`` (when given), then the current folder, then the cache, each for every name
-    of the entry's ``files`` in order (``eat-base.onnx``, then ``eat_base_export.onnx``).
+    of the entry's ``files`` in order (``eat-base.onnx``, then ``eat_base_export.onnx``; for the
+    variant ``eat-base-d6-int8``: ``eat-base-d6-int8.onnx``, then ``eat_base_d6_int8_export.onnx``).
     """
-    backbone = get_backbone(name)
+    variant = name if isinstance(name, Variant) else parse_variant(name)
+    files = variant.files or variant.backbone.files
     folders = _search_dirs(Path(dest_dir) if dest_dir is not None else None)
-    return next((d / f for d in folders for f in backbone.files if (d / f).is_file()), None)
+    return next((d / f for d in folders for f in files if (d / f).is_file()), None)
 
 
 # ------------------------------------------------------------------------ status
@@ -164,79 +178,38 @@ def status() -> dict[str, BackboneStatus]:
     return result
 
 
-def _origin(backbone: Backbone) -> str:
-    """Where a backbone's weights come from, in a few words."""
-    if backbone.source == "hub":
-        return f"Hugging Face hub {backbone.repo_id}, exported to ONNX (fairseq: {backbone.fairseq_file})"
-    if backbone.source == "package":
-        return f"package {backbone.package}=={backbone.version} ({backbone.weights}), prepared to ONNX"
-    return "built in, prepared to ONNX on first use"
-
-
-def format_backbones_table() -> str:
-    """A plain-text table of the backbones and their state, for ``frozenasd backbones``."""
-    states = status()
-    header = ("backbone", "dim", "rate", "licence", "ready", "install / obtain")
-    rows = [
-        (
-            b.name,
-            str(b.embed_dim),
-            f"{b.sample_rate // 1000 if b.sample_rate % 1000 == 0 else b.sample_rate / 1000} kHz",
-            b.license.split(" ")[0] + ("*" if " " in b.license else ""),
-            "yes" if states[b.name].ready else "no",
-            b.install,
-        )
-        for b in BACKBONES.values()
-    ]
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
-    for b in BACKBONES.values():
-        lines.append(f"{b.name}: {b.description}")
-        lines.append(f"    from: {_origin(b)}")
-        lines.append(f"    state: {states[b.name].detail}")
-        lines.append(f"    licence: {b.license}; {b.attribution}")
-    return "\n".join(lines)
-
-
-def format_models_list() -> str:
-    """One line per backbone, for ``frozenasd download --list``: its name, whether ready, its origin."""
-    states = status()
-    width = max(len(name) for name in BACKBONES)
-    return "".join(
-        f"  {b.name:<{width}}  {'ready' if states[b.name].ready else 'not ready':<9}  {_origin(b)}\n"
-        for b in BACKBONES.values()
-    )
-
-
 # ------------------------------------------------------------------------ prepare
-def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool = False) -> Path:
-    """The ONNX file of backbone ``name``, built once and then reused.
+def prepare(
+    name: str, dest_dir: str | os.PathLike | None = None, *, force: bool = False, int8: bool = False
+) -> Path:
+    """The ONNX file of backbone ``name`` (or a variant, ``aisfx-int8``), built once and then reused.
 
     The file is written to ``dest_dir`` (default: `cache_dir`) under a name that holds the package
-    version, atomically, so a second call returns at once. ``force`` rebuilds it. A missing package,
-    missing weights or weights that do not fit raise :class:`ModelError` saying what to install. A
-    hub backbone (EAT) is not built here: its exported file is found (`find_exported`, ``dest_dir``
-    first), else ModelError says how to download or export it.
+    version, atomically, so a second call returns at once. ``force`` rebuilds it. ``int8`` (or a
+    ``-int8`` name): the int8 model, quantised from the fp32 one (:func:`prepare_int8`). A missing
+    package, missing weights or weights that do not fit raise :class:`ModelError` saying what to
+    install. A hub backbone (EAT) is not built here: its exported file is found (`find_exported`,
+    ``dest_dir`` first), else ModelError says how to download or export it.
     """
-    backbone = get_backbone(name)
+    variant = parse_variant(name, int8=int8)
+    backbone = variant.backbone
     folder = Path(dest_dir) if dest_dir is not None else cache_dir()
     if backbone.source == "hub":
-        found = find_exported(backbone.name, dest_dir)
+        found = find_exported(variant, dest_dir)
         if found is None:
             places = ", ".join(map(str, _search_dirs(Path(dest_dir) if dest_dir is not None else None)))
+            flags = f" --depth {variant.depth}" if variant.depth else ""
+            flags += " --int8" if variant.int8 else ""
             raise ModelError(
-                f"backbone {backbone.name!r} is not exported yet (looked for {' or '.join(backbone.files)} "
-                f"in {places}): run `frozenasd download {backbone.name}` (fetches the weights from the "
-                f"Hugging Face hub and writes {backbone.files[0]}) or `frozenasd export "
-                f"{backbone.fairseq_file} -o {backbone.files[-1]}` for a checkpoint you downloaded, then "
-                "pass the backbone's name or the ONNX file as the model"
+                f"backbone {variant.name!r} is not exported yet (looked for {' or '.join(variant.files)} "
+                f"in {places}): run `frozenasd download {backbone.name}{flags}` (fetches the weights from "
+                f"the Hugging Face hub and writes {variant.files[0]}) or `frozenasd export "
+                f"{backbone.fairseq_file}{flags} -o {variant.files[-1]}` for a checkpoint you downloaded, "
+                "then pass the backbone's name or the ONNX file as the model"
             )
         return found
+    if variant.int8:
+        return prepare_int8(backbone, prepare(backbone.name, dest_dir, force=force), folder, force=force)
     if backbone.builtin:
         target = folder / _builtin_name(backbone)
         if target.is_file() and not force:
@@ -259,6 +232,18 @@ def prepare(name: str, dest_dir: str | os.PathLike | None = None, *, force: bool
         _describe(model, backbone, source)
     _save_atomic(model, target)
     return target
+
+
+def prepare_int8(backbone: Backbone, fp32: Path, folder: Path, *, force: bool = False) -> Path:
+    """The int8 model of a package backbone beside its fp32 file ``fp32`` (static QDQ, calibrated on
+    :func:`calibration_inputs`; see :mod:`frozenasd.backbones.quantise` for why not dynamic)."""
+    from frozenasd.backbones.quantise import calibration_inputs, quantise_file
+
+    target = folder / (fp32.name[: -len(".onnx")] + "-int8.onnx")
+    if target.is_file() and not force:
+        return target
+    calibration = calibration_inputs(fp32)
+    return quantise_file(fp32, target, calibration=calibration, check=calibration[0])
 
 
 def _describe(model: Any, backbone: Backbone, source: dict[str, str]) -> None:
@@ -287,7 +272,7 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     so the encoder reports the missing file when it opens it.
     """
     path = Path(spec)
-    if path.is_file() or str(spec).strip().lower() not in BACKBONES:
+    if path.is_file() or not is_backbone_name(spec):
         return path
     return prepare(str(spec))
 
@@ -301,21 +286,25 @@ def download(
     revision: str | None = None,
     endpoint: str | None = None,
     use_ema: bool = False,
+    depth: int | None = None,
+    int8: bool = False,
 ) -> Path:
     """Make backbone ``name``'s ONNX file, fetching what it needs; ``frozenasd download NAME``.
 
     A hub backbone (EAT) is downloaded and checked (:mod:`frozenasd.backbones.eat_export.download`;
     ``cache_dir``, ``revision`` and ``endpoint`` are the hub's) and exported to ``output`` (default:
-    ``./<name>.onnx``; PyTorch needed). A package or built-in backbone is prepared (`prepare`) and, when
-    ``output`` is given, copied there. ``use_ema`` (take an EAT checkpoint's EMA teacher) is for hub
-    backbones only.
+    ``./<variant name>.onnx``, e.g. ``eat-base-d6-int8.onnx``; PyTorch needed), cut after ``depth``
+    blocks and quantised with ``int8`` when asked (or when the name says so). A package or built-in
+    backbone is prepared (`prepare`, ``int8`` too) and, when ``output`` is given, copied there.
+    ``use_ema`` (take an EAT checkpoint's EMA teacher) is for hub backbones only.
     """
-    backbone = get_backbone(name)
+    variant = parse_variant(name, depth=depth, int8=int8)
+    backbone = variant.backbone
     if backbone.source == "hub":
         from frozenasd.backbones.eat_export.download import download_and_export
 
         assert backbone.repo_id is not None
-        target = Path(output) if output is not None else Path.cwd() / backbone.files[0]
+        target = Path(output) if output is not None else Path.cwd() / variant.files[0]
         return download_and_export(
             backbone.repo_id,
             target,
@@ -323,10 +312,12 @@ def download(
             revision=revision,
             endpoint=endpoint,
             use_ema=use_ema,
+            depth=variant.depth,
+            int8=variant.int8,
         )
     if use_ema:
         raise ModelError(f"the EMA choice applies to EAT checkpoints, not to backbone {backbone.name!r}")
-    prepared = prepare(backbone.name)
+    prepared = prepare(backbone.name, int8=variant.int8)
     if output is None:
         return prepared
     target = Path(output)

@@ -28,6 +28,7 @@ kept in step by hand) all follow the entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,77 @@ MANUAL_DOWNLOAD_HELP = (
     + ", ".join(f"{b.name} = {b.repo_id}" for b in BACKBONES.values() if b.source == "hub")
     + "."
 )
+
+
+# ------------------------------------------------------------------------ variants
+_VARIANT = re.compile(r"^(?P<base>.+?)(?:-d(?P<depth>[1-9][0-9]*))?(?P<int8>-int8)?$")
+
+
+def variant_suffix(depth: int | None = None, int8: bool = False) -> str:
+    """``-d<K>`` for a graph cut after block K, ``-int8`` for a quantised one, in that order."""
+    return (f"-d{depth}" if depth is not None else "") + ("-int8" if int8 else "")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A backbone as a model name may ask for it: the first ``depth`` blocks (EAT), ``int8`` weights.
+
+    ``eat-base-d6-int8`` is EAT-base cut after block 6 and quantised; ``aisfx-int8`` aiSFX quantised.
+    """
+
+    backbone: Backbone
+    depth: int | None = None
+    int8: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.backbone.name + variant_suffix(self.depth, self.int8)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """A hub variant's conventional ONNX file names (see :func:`eat_file_names`)."""
+        return eat_file_names(self.name) if self.backbone.source == "hub" else ()
+
+    @property
+    def plain(self) -> bool:
+        return self.depth is None and not self.int8
+
+
+def parse_variant(name: str, *, depth: int | None = None, int8: bool = False) -> Variant:
+    """The backbone and variant ``name`` names (``eat-base``, ``eat-base-d6-int8``, ``aisfx-int8``).
+
+    ``depth`` and ``int8`` add to what the name says (a clash is an error). Only hub (EAT) backbones
+    have a depth and the built-in ``logmel`` has no weights to quantise: ModelError for those, and for
+    unknown names (listing the known ones).
+    """
+    text = name.strip().lower() if isinstance(name, str) else ""
+    match = _VARIANT.match(text)
+    if text in BACKBONES or match is None or match["base"] not in BACKBONES:
+        backbone, named_depth, named_int8 = get_backbone(name), None, False
+    else:
+        backbone = BACKBONES[match["base"]]
+        named_depth = int(match["depth"]) if match["depth"] else None
+        named_int8 = bool(match["int8"])
+    if depth is not None and named_depth is not None and depth != named_depth:
+        raise ModelError(f"{name!r} names depth {named_depth}, but depth {depth} was asked for")
+    depth = named_depth if depth is None else depth
+    if depth is not None:
+        if backbone.source != "hub":
+            raise ModelError(f"a depth applies to EAT (transformer) backbones, not to {backbone.name!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ModelError(f"depth must be a positive number of blocks, got {depth!r}")
+    if (int8 or named_int8) and backbone.builtin:
+        raise ModelError(f"backbone {backbone.name!r} has no weights to quantise (int8)")
+    return Variant(backbone, depth, int8 or named_int8)
+
+
+def is_backbone_name(name: object) -> bool:
+    """Whether ``name`` names a backbone or one of its variants (see :func:`parse_variant`)."""
+    try:
+        parse_variant(str(name))
+    except ModelError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------ cache and lookup

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from frozenasd.embed.cache import default_cache_dir
 from frozenasd.embed.encoders.pooling import NORMALISATIONS, POOLINGS
 from frozenasd.errors import FrozenASDError
+from frozenasd.outputs.names import RUN_JSON
 
 if TYPE_CHECKING:
     from frozenasd.settings import RunSettings
@@ -20,6 +21,20 @@ MODEL_HELP = (
     "the encoder: an exported ONNX file, or a backbone name (logmel: no model, always available; "
     "aisfx, yamnet, eat-base; see `frozenasd backbones`), prepared on first use"
 )
+
+
+DEVICE_HELP = (
+    "where the encoders run: auto (ONNX Runtime's CUDA provider when onnxruntime-gpu is installed "
+    "and a GPU is visible, else the CPU; the default), cpu, or cuda (falls back to the CPU with one "
+    f"line saying why); the provider used is recorded in {RUN_JSON} and the fitted file"
+)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``, on every command that embeds."""
+    from frozenasd.embed.encoders.device import DEVICES
+
+    parser.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
 
 
 def positive_int(text: str) -> int:
@@ -90,6 +105,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="embedding cache folder (default: $FROZENASD_CACHE or ~/.cache/frozenasd)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    add_device_option(parser)
 
 
 def percentile(text: str) -> float:
@@ -197,6 +213,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         num_threads=args.threads,
         cache_dir=cache_dir,
         progress=not args.no_progress,
+        device=getattr(args, "device", "auto"),
         spelling=OPTION_NAMES,
         note=lambda text: print(f"note: {text}", file=sys.stderr),
     )

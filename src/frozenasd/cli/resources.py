@@ -33,16 +33,32 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_EXPORT = "eat_base_export.onnx"
+
+
+def export_file_name(depth: int | None, layers: list[int] | None, int8: bool) -> str:
+    """``frozenasd export``'s default output: ``eat_base_export.onnx``, with ``_d<K>`` for a graph cut
+    after block K (asked for, or implied by ``--layers``) and ``_int8`` for a quantised one."""
+    from frozenasd.backbones.registry import variant_suffix
+
+    if depth is None and layers:
+        depth = max(layers) + 1
+    suffix = variant_suffix(depth, int8).replace("-", "_")
+    return DEFAULT_EXPORT.replace("_export", f"{suffix}_export")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from frozenasd.backbones.eat_export.export import export_onnx
 
     out = export_onnx(
         args.checkpoint,
-        args.out,
+        args.out or export_file_name(args.depth, args.layers, args.int8),
         use_ema=args.ema,
         opset=args.opset,
         layers=tuple(args.layers or ()),
+        depth=args.depth,
         fused_attention=not args.standard_ops,
+        int8=args.int8,
     )
     print(f"written {out}")
     return 0
@@ -50,6 +66,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from frozenasd.backbones import BACKBONES, download, format_models_list
+    from frozenasd.backbones.registry import is_backbone_name
     from frozenasd.data.datasets import DATASETS, download_dataset, format_datasets_table
 
     if args.list or args.name is None:
@@ -58,11 +75,13 @@ def cmd_download(args: argparse.Namespace) -> int:
         print("\ndata sets (DCASE Task 2, from Zenodo):")
         print(format_datasets_table(), end="")
         return 0
-    if args.name in BACKBONES:
+    if args.name in BACKBONES or is_backbone_name(args.name):
         if args.machine:
             raise FrozenASDError(f"--machine applies to data sets, not to the model {args.name!r}")
-        out = download(args.name, args.out, use_ema=args.ema)
+        out = download(args.name, args.out, use_ema=args.ema, depth=args.depth, int8=args.int8)
     elif args.name in DATASETS:
+        if args.depth is not None or args.int8:
+            raise FrozenASDError(f"--depth and --int8 apply to models, not to the data set {args.name!r}")
         out = download_dataset(
             args.name, args.out or "dataset", machines=args.machine, progress=not args.no_progress
         )
@@ -73,6 +92,27 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise FrozenASDError(f"unknown name {args.name!r}; choose one of: {known}")
     print(f"written {out}")
     return 0
+
+
+def add_variant_options(parser: argparse.ArgumentParser, model_only: bool = False) -> None:
+    """``--depth`` and ``--int8`` of ``export`` and ``download``."""
+    from frozenasd.cli.options import positive_int
+
+    which = "model: " if model_only else ""
+    parser.add_argument(
+        "--depth",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help=f"{which}EAT only: keep the first K transformer blocks (emb and cls are block K-1's tokens; "
+        "EAT-base has 12, about 1/12 of the time each); the file name gets -dK (--model eat-base-dK)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help=f"{which}int8 weights (ONNX Runtime quantisation: dynamic for EAT, static for aisfx and "
+        "yamnet); faster on the CPU, slightly different embeddings; the name gets -int8",
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -95,7 +135,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help=".pt, model.safetensors, pytorch_model.bin, or a folder holding one")
     p.add_argument(
-        "-o", "--out", default="eat_base_export.onnx", help="ONNX file (default: eat_base_export.onnx)"
+        "-o",
+        "--out",
+        default=None,
+        help=f"ONNX file (default: {DEFAULT_EXPORT}; eat_base_d6_int8_export.onnx for --depth 6 --int8)",
     )
     p.add_argument(
         "--ema", action="store_true", help="take the EMA teacher's weights instead of the student's"
@@ -106,8 +149,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=int,
         nargs="+",
         default=None,
-        help="also output these blocks' tokens as layer_<i> (0-based)",
+        help="also output these blocks' tokens as layer_<i> (0-based); without --depth the graph stops "
+        "after the deepest one (--layers 5: 6 blocks run, and emb/cls are block 5's tokens)",
     )
+    add_variant_options(p)
     p.add_argument(
         "--standard-ops",
         action="store_true",
@@ -143,6 +188,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--machine", nargs="+", default=None, help="data set: machine types (default: all)")
     p.add_argument("--ema", action="store_true", help="model: take the EMA teacher's weights where present")
+    add_variant_options(p, model_only=True)
     p.add_argument("--list", action="store_true", help="list the models and data sets")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_aliases(p)

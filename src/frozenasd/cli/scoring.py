@@ -9,6 +9,7 @@ from pathlib import Path
 from frozenasd.cli.executors import add_executor_options, opened_executor
 from frozenasd.cli.options import (
     MODEL_HELP,
+    add_device_option,
     add_fusion_options,
     add_run_options,
     add_threshold_options,
@@ -102,6 +103,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             num_threads=args.threads,
             progress=not args.no_progress,
+            device=args.device,
             executor=executor,
         )
     rows = [
@@ -135,6 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data=QUICK if args.quick else None,
         num_threads=args.threads,
         progress=not args.no_progress,
+        device=args.device,
     )
     code = print_summary(result.results)
     if result.summary:
@@ -220,6 +223,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_device_option(p)
     add_aliases(p)
     p.set_defaults(func=cmd_demo)
 
@@ -309,5 +313,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_executor_options(p)
+    add_device_option(p)
     add_aliases(p)
     p.set_defaults(func=cmd_score)

@@ -135,6 +135,7 @@ class Views:
                 "frontend": e.frontend_,
                 "pooling": e.pooling_,
                 "normalise": e.normalise,
+                "provider": e.provider_,
             }
             for e in self.extractors
         ]

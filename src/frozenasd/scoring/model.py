@@ -148,6 +148,7 @@ class ScoringModel:
             "n_train": len(train.clips),
             "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "skipped": [str(c.path) for c, _ in train.skipped],
+            "providers": [e.provider_ for e in views.extractors],  # where each view's encoder ran
             "versions": versions(),
         }
         return cls(pipe, info, views)
@@ -167,8 +168,9 @@ class ScoringModel:
         batch_size: int = 8,
         num_threads: int | None = None,
         executor: Executor | None = None,
+        device: str = "auto",
     ) -> ScoringModel:
-        """The model saved at ``path``, its encoders checked (by sha256) and opened.
+        """The model saved at ``path``, its encoders checked (by sha256) and opened (on ``device``).
 
         A single view's encoder is the file the model names, or ``model`` (a file or a backbone name)
         when that file has moved; it must be the one it was fitted with. A fusion finds each branch's
@@ -178,7 +180,13 @@ class ScoringModel:
         info = pipeline_info(path)
         pipe = load_scoring_pipeline(path)
         _finite_threshold(info.get("threshold"), path)
-        common = {"batch_size": batch_size, "num_threads": num_threads, "progress": False, "cache_dir": None}
+        common = {
+            "batch_size": batch_size,
+            "num_threads": num_threads,
+            "progress": False,
+            "cache_dir": None,
+            "device": device,
+        }
         if info.get("branches") is not None:
             if model is not None:
                 raise ModelError(

@@ -83,11 +83,13 @@ def run_demo(
     machines: Sequence[str] | None = None,
     num_threads: int | None = None,
     progress: bool = True,
+    device: str = "auto",
 ) -> DemoResult:
     """Synthesise (once), prepare the models (once), run every demo machine; outputs in ``out/results``.
 
     ``backbone`` runs one view with ``detector`` (default kmeansNN, the seed's); without it the demo
-    runs ``preset``, by default the one ``frozenasd run`` uses (``views.default_preset``).
+    runs ``preset``, by default the one ``frozenasd run`` uses (``views.default_preset``). ``device``:
+    where the encoders run (``auto``, ``cpu``, ``cuda``; see :mod:`frozenasd.embed.encoders.device`).
     """
     from frozenasd.backbones import prepare
     from frozenasd.views import default_preset
@@ -115,6 +117,7 @@ def run_demo(
             detector=detector or "kmeansNN",
             num_threads=num_threads,
             progress=progress,
+            device=device,
         )
     else:
         if preset is None:
@@ -130,6 +133,7 @@ def run_demo(
             preset=preset,
             num_threads=num_threads,
             progress=progress,
+            device=device,
         )
     seconds["models"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -60,12 +60,14 @@ def score_and_write(
     batch_size: int = 8,
     num_threads: int | None = None,
     progress: bool = True,
+    device: str = "auto",
     executor: Executor | None = None,
 ) -> Scored:
-    """Score ``inputs`` with the saved model ``fitted``; write the decisions (``csv``), every clip's
-    frame scores (``frames``) and the JSON record (``json``, ``-`` for stdout) when asked."""
+    """Score ``inputs`` with the saved model ``fitted`` (encoders on ``device``); write the decisions
+    (``csv``), every clip's frame scores (``frames``) and the JSON record (``json``, ``-`` for stdout)
+    when asked. ``executor`` embeds the clips (default: in this process)."""
     model = ScoringModel.load(
-        fitted, encoder, batch_size=batch_size, num_threads=num_threads, executor=executor
+        fitted, encoder, batch_size=batch_size, num_threads=num_threads, executor=executor, device=device
     )
     result = model.score(inputs, frames=frames is not None, progress=progress)
     if csv is not None:
@@ -119,11 +121,12 @@ def score_files(
     num_threads: int | None = None,
     progress: bool = False,
     frames: bool = False,
+    device: str = "auto",
 ) -> Scored:
     """Score audio files with a saved model (see ``ScoringModel.load`` for ``encoder``).
 
     ``frames``: also each clip's per-frame scores (a frame detector's; an error for other detectors).
     """
-    model = ScoringModel.load(fitted, encoder, batch_size=batch_size, num_threads=num_threads)
+    model = ScoringModel.load(fitted, encoder, batch_size=batch_size, num_threads=num_threads, device=device)
     clips = [Clip.from_path(p, model.machine, "score") for p in files]
     return model.score_clips(clips, frames=frames, progress=progress)

@@ -297,9 +297,12 @@ def download_and_export(
     revision: str | None = None,
     endpoint: str | None = None,
     use_ema: bool = False,
+    depth: int | None = None,
+    int8: bool = False,
 ) -> Path:
-    """Download and check the EAT weights of hub repo ``repo_id``, then export them to ONNX at ``output``."""
+    """Download and check the EAT weights of hub repo ``repo_id``, then export them to ONNX at ``output``
+    (the first ``depth`` blocks, int8 with ``int8``: see ``export_onnx``)."""
     from frozenasd.backbones.eat_export.export import export_onnx
 
     weights = download_weights(repo_id, cache_dir=cache_dir, revision=revision, endpoint=endpoint)
-    return export_onnx(weights, Path(output), use_ema=use_ema)
+    return export_onnx(weights, Path(output), use_ema=use_ema, depth=depth, int8=int8)

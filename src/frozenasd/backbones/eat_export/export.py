@@ -5,6 +5,13 @@ one mel channel replicated three times; channel 0 is used), outputs ``emb`` ``(b
 (the patch tokens), ``cls`` ``(batch, dim)`` (the CLS token) and, on request, ``layer_<i>``
 ``(batch, 1 + patches, dim)``: the output of block ``i`` (0-based), CLS first. Batch and time are dynamic.
 
+``emb`` and ``cls`` are always the tokens after the *last block the graph keeps*. An export may keep
+fewer blocks than the checkpoint holds (``depth``; each EAT-base block is about 1/12 of the time), and
+an export with ``layers`` and no ``depth`` stops after the deepest block asked for, so ``emb`` is then
+the patch tokens of block ``max(layers)`` and no later block is ever run; ``depth`` = the checkpoint's
+depth keeps every block (the final output as well as the block outputs). The metadata's
+``model.depth`` is the blocks kept, ``model.source_depth`` the checkpoint's.
+
 Exported with the TorchScript-based exporter at opset 17 or later: LayerNorm becomes the
 ``LayerNormalization`` op and GELU the erf pattern that ONNX Runtime fuses into ``BiasGelu``. The
 attention core of each block (heads, scaled scores, softmax, weighted sum) is one ONNX Runtime
@@ -116,9 +123,33 @@ def _check_layers(layers: Iterable[int], depth: int) -> tuple[int, ...]:
     return tuple(chosen)
 
 
-def describe(config: EATConfig, info: dict[str, Any], layers: Sequence[int], opset: int) -> dict[str, Any]:
-    """The ``frozenasd`` metadata document of an export (see :mod:`frozenasd.embed.encoders.metadata`)."""
-    outputs = {"emb": "patch tokens (batch, patches, dim)", "cls": "CLS token (batch, dim)"}
+def export_depth(layers: Sequence[int], depth: int | None, full: int) -> int:
+    """The blocks an export keeps: ``depth``, else one past the deepest of ``layers``, else ``full``.
+
+    Raises :class:`ModelError` for a depth outside ``1..full`` or below a requested layer.
+    """
+    if depth is not None:
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= full:
+            raise ModelError(f"depth must be a number of blocks between 1 and {full}, got {depth!r}")
+        _check_layers(layers, depth)
+        return depth
+    chosen = _check_layers(layers, full)
+    return chosen[-1] + 1 if chosen else full
+
+
+def describe(
+    config: EATConfig,
+    info: dict[str, Any],
+    layers: Sequence[int],
+    opset: int,
+    source_depth: int | None = None,
+) -> dict[str, Any]:
+    """The ``frozenasd`` metadata document of an export (see :mod:`frozenasd.embed.encoders.metadata`).
+
+    ``config`` is the exported (possibly truncated) encoder's; ``source_depth`` the checkpoint's depth.
+    """
+    last = f"after block {config.depth - 1}"
+    outputs = {"emb": f"patch tokens {last} (batch, patches, dim)", "cls": f"CLS token {last} (batch, dim)"}
     for i in layers:
         outputs[f"layer_{i}"] = f"output of block {i} (batch, 1 + patches, dim), CLS first"
     return {
@@ -128,6 +159,7 @@ def describe(config: EATConfig, info: dict[str, Any], layers: Sequence[int], ops
             "size": config.size_name,
             "embed_dim": config.embed_dim,
             "depth": config.depth,
+            "source_depth": config.depth if source_depth is None else source_depth,
             "num_heads": config.num_heads,
             "table_rows": config.max_positions,
             "source_file": info["source_file"],
@@ -232,6 +264,13 @@ def verify_export(
     return worst
 
 
+def _check_input(config: EATConfig, batch: int = 2, frames: int = 512) -> dict[str, np.ndarray]:
+    """A fixed random seed-interface input for comparing an int8 graph with its fp32 one."""
+    t = min(frames, config.max_frames)
+    mel = np.random.default_rng(0).standard_normal((batch, 1, config.num_mel_bins, t)).astype(np.float32)
+    return {"input": np.repeat(mel, 3, axis=1)}
+
+
 def export_onnx(
     checkpoint: str | Path,
     output: str | Path = "eat_base_export.onnx",
@@ -243,16 +282,21 @@ def export_onnx(
     max_frames: int | None = None,
     depth: int | None = None,
     fused_attention: bool = True,
+    int8: bool = False,
 ) -> Path:
     """Export an EAT checkpoint (any layout :func:`load_eat_checkpoint` reads) to one ONNX file.
 
     ``layers`` adds ``layer_<i>`` outputs (block outputs, 0-based). ``max_frames`` (a multiple of 16)
     keeps only the position rows that length needs (default: the whole table, 12288 frames for 6144
-    rows). ``depth`` keeps only the first blocks (default: all). With ``verify`` the written file is run
-    in ONNX Runtime against PyTorch at T=1024 and T=512 (batch 2), raising :class:`ModelError` if the
-    outputs differ by more than 1e-3. ``fused_attention=False`` writes the attention as standard ONNX
-    operators (MatMul, Softmax, ...) instead of ONNX Runtime's ``MultiHeadAttention``, for runtimes
-    other than ONNX Runtime (about 5 % slower in ONNX Runtime). Returns the output path.
+    rows). ``depth`` keeps only the first blocks (default: all, or with ``layers`` up to the deepest
+    one asked for; ``emb`` and ``cls`` are the last kept block's tokens). ``int8`` writes the
+    dynamically quantised model instead (:mod:`frozenasd.backbones.quantise`; the fp32 graph is
+    verified first, and the int8 one's pooled-embedding cosine to it is recorded). With ``verify``
+    the written file is run in ONNX Runtime against PyTorch at T=1024 and T=512 (batch 2), raising
+    :class:`ModelError` if the outputs differ by more than 1e-3. ``fused_attention=False`` writes the
+    attention as standard ONNX operators (MatMul, Softmax, ...) instead of ONNX Runtime's
+    ``MultiHeadAttention``, for runtimes other than ONNX Runtime (about 5 % slower in ONNX Runtime).
+    Returns the output path.
     """
     if opset < MIN_OPSET:
         raise ModelError(f"opset {opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
@@ -260,11 +304,14 @@ def export_onnx(
     encoder = EATEncoder(config)
     encoder.load_state_dict(state, strict=True, assign=True)
     del state
-    encoder.eval().truncate(depth=depth, max_frames=max_frames)
+    layers = tuple(layers)
+    source_depth = config.depth
+    kept = export_depth(layers, depth, source_depth)
+    encoder.eval().truncate(depth=kept, max_frames=max_frames)
     wrapper = SeedInterface(encoder, _check_layers(layers, encoder.config.depth)).eval()
 
     proto = _trace(wrapper, opset, fused_attention)
-    _finalize(proto, describe(encoder.config, info, wrapper.layers, opset))
+    _finalize(proto, describe(encoder.config, info, wrapper.layers, opset, source_depth))
     onnx.checker.check_model(proto)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -275,10 +322,26 @@ def export_onnx(
         if verify:  # check the file as written; a file that fails never takes the output's name
             diff = verify_export(partial, wrapper)
             log.info("verified %s: max|onnx - torch| = %.3g", output, diff)
-        os.replace(partial, output)
+        if int8:
+            from frozenasd.backbones.quantise import quantise_file
+
+            quantised = output.with_name(output.name + ".int8.partial")
+            try:
+                quantise_file(partial, quantised, check=_check_input(encoder.config))
+                os.replace(quantised, output)
+            finally:
+                quantised.unlink(missing_ok=True)
+        else:
+            os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
     log.info(
-        "wrote %s (%s, depth %d, dim %d)", output, info["model_name"], encoder.config.depth, config.embed_dim
+        "wrote %s (%s, depth %d of %d, dim %d%s)",
+        output,
+        info["model_name"],
+        encoder.config.depth,
+        source_depth,
+        config.embed_dim,
+        ", int8" if int8 else "",
     )
     return output

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from frozenasd.embed.encoders.device import check_device, open_session
 from frozenasd.embed.encoders.metadata import decode_metadata
 from frozenasd.embed.encoders.pooling import (
     FRAMES,
@@ -22,7 +23,6 @@ from frozenasd.embed.encoders.pooling import (
     parse_pooling,
     pool_frames,
 )
-from frozenasd.embed.encoders.sessions import open_session
 from frozenasd.embed.frontends import Frontend, get_frontend
 from frozenasd.errors import ModelError
 
@@ -65,6 +65,9 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         at the model's maximum); an integer pads or trims every clip to that many frames (1024 = 10 s).
     sample_rate: rate of the waveforms passed to ``transform``; they are resampled when the
         frontend wants another rate.
+    device: ``"auto"`` (CUDA when ``onnxruntime-gpu`` and a GPU are there, else the CPU), ``"cpu"`` or
+        ``"cuda"`` (the CPU, with one line saying why, when CUDA cannot be used); see
+        :mod:`frozenasd.embed.encoders.device`. ``provider_`` is the ONNX Runtime provider used.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         num_threads: int | None = None,
         target_frames: int | None = None,
         sample_rate: int = 16000,
+        device: str = "auto",
     ) -> None:
         self.model_path = model_path
         self.output = output
@@ -87,12 +91,14 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         self.num_threads = num_threads
         self.target_frames = target_frames
         self.sample_rate = sample_rate
+        self.device = device
 
     # ----------------------------------------------------------------- session
     def _open(self) -> None:
         """Open the session and check the model's interface; sets the fitted attributes."""
         import onnxruntime as ort
 
+        check_device(self.device)
         path = Path(self.model_path)
         if not path.is_file():
             raise ModelError(
@@ -110,7 +116,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         options.intra_op_num_threads = self.num_threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         try:
-            session = open_session(path, options, ["CPUExecutionProvider"])
+            session, provider = open_session(path, options, self.device)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
 
@@ -166,6 +172,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
             )
 
         self.session_ = session
+        self.provider_ = provider
         self.input_name_ = inputs[0].name
         self.layout_ = layout
         self.output_name_ = name

@@ -1,0 +1,339 @@
+"""int8 and shallower encoders: speed, fidelity and accuracy against fp32, on the CPU at hand.
+
+- EAT-base shapes with random weights (a fairseq checkpoint in the real layout, written to a temporary
+  folder; speed does not depend on the values): fp32 and int8 exports cut after 4, 6, 8 and 12 blocks,
+  timed side by side in rounds (the order alternates every round) on a batch of 10-second clips; the
+  medians per clip, the fraction of the measured float32 matrix-product peak (``encoder.py``'s
+  ``matmul_rate``) their FLOPs reach, and the projected time of the DCASE 2024 development set (8,400
+  clips). At full depth the int8 weight formats are compared too (QInt8 with ``reduce_range``, the
+  default; QInt8 full range; QUInt8). Fidelity: the pooled-embedding cosine of int8 vs fp32 at the same
+  depth on synthetic machine clips.
+- aiSFX and YAMNet: fp32 vs int8 encoder time per 10-second clip, and the official score of a single
+  view under the default detector of single views (mahalanobis) on the real valve recordings and the
+  demo data, fp32 vs int8.
+
+    python benchmarks/quantisation.py                 # updates BENCHMARKS.md
+    python benchmarks/quantisation.py --rounds 2 --no-accuracy --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from _common import machine, write_section
+from encoder import encoder_flops, matmul_rate, ort_session, time_interleaved
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## int8 and shallower encoders (benchmarks/quantisation.py)"
+DEPTHS = (4, 6, 8, 12)
+DEV_SET_CLIPS = 8400  # DCASE 2024 Task 2 development set: 7 machines × (1,000 train + 200 test)
+REAL = Path("/work/shared/realdata")
+DEMO = Path("/work/demo-data")
+NOTE_FORMATS = (
+    "QInt8 with `reduce_range` (7-bit weights) is the default: it runs the same u8 × s8 kernels as "
+    "full-range QInt8, and keeps CPUs without VNNI (whose `VPMADDUBSW` sums pairs in 16 bits) from "
+    "saturating, so one file gives the same numbers on every x86 CPU; QUInt8 avoids saturation with "
+    "U8U8 kernels and gives up most of the speed-up. No AVX2-only CPU was reachable for this run; "
+    "issue 14 measured dynamic QInt8 at 1.7× fp32 on an AVX2-only AMD Zen 4 guest."
+)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+SCHEMES = {
+    "QInt8 reduce_range": {"weight_type": "QInt8", "reduce_range": True},
+    "QInt8 full range": {"weight_type": "QInt8", "reduce_range": False},
+    "QUInt8": {"weight_type": "QUInt8", "reduce_range": False},
+}
+
+
+def cpu_flags() -> list[str]:
+    """Which of the int8-relevant instruction sets /proc/cpuinfo lists."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    present = set(line.split(":", 1)[-1].split())
+    return [f for f in CPU_FLAGS if f in present]
+
+
+def synthetic_clips(n: int, rate: int, seconds: float = 10.0) -> list[np.ndarray]:
+    """Normal synthetic clips of the three demo machines (seeded; none of the demo's own)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from frozenasd.data.synth import MACHINES
+    from frozenasd.data.synth.dataset import clip_rng, draw_spec, render
+
+    clips = []
+    for i in range(n):
+        m = MACHINES[i % len(MACHINES)]
+        rng = clip_rng(99, m, "source", "test", "normal", i)
+        spec = draw_spec(rng, m, "source", "test", "normal", i)
+        clips.append(render(spec, rng, duration_s=seconds, sample_rate=rate).astype(np.float32))
+    return clips
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+# --------------------------------------------------------------------------------------------- EAT
+def eat_models(folder: Path, log: Callable[[str], None]) -> dict[str, Path]:
+    """fp32 and int8 EAT-base exports at every depth, and the other int8 schemes at full depth."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from eat_checkpoints import write_fairseq_pretrain
+
+    from frozenasd.backbones.eat_export.export import export_onnx
+    from frozenasd.backbones.quantise import quantise_file
+
+    checkpoint = write_fairseq_pretrain(folder / "EAT-base_random_pt.pt", size="base").path
+    models: dict[str, Path] = {}
+    for depth in DEPTHS:
+        start = time.perf_counter()
+        fp32 = export_onnx(checkpoint, folder / f"d{depth}.onnx", depth=depth, verify=False)
+        models[f"fp32 d{depth}"] = fp32
+        for scheme, options in SCHEMES.items():
+            if scheme != "QInt8 reduce_range" and depth != DEPTHS[-1]:
+                continue
+            label = f"int8 d{depth}" + ("" if scheme == "QInt8 reduce_range" else f" {scheme}")
+            path = folder / f"{label.replace(' ', '_')}.onnx"
+            models[label] = quantise_file(fp32, path, **options)
+        log(f"exported depth {depth} ({time.perf_counter() - start:.0f} s)")
+    checkpoint.unlink()
+    return models
+
+
+def eat_benchmark(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="frozenasd-quant-") as tmp:
+        models = eat_models(Path(tmp), log)
+        sessions = {name: ort_session(path, args.threads) for name, path in models.items()}
+        x = np.random.default_rng(0).standard_normal((args.batch, 1, 128, 1024)).astype(np.float32)
+        x = np.repeat(x, 3, axis=1)
+        runners = {name: (lambda s=s: s.run(["emb"], {"input": x})) for name, s in sessions.items()}
+        log(f"timing {len(runners)} EAT models, {args.rounds} rounds of batch {args.batch}")
+        times = time_interleaved(runners, args.rounds)
+        out["ms"] = {name: statistics.median(t) / args.batch * 1000 for name, t in times.items()}
+        out["range"] = {name: (min(t), max(t)) for name, t in times.items()}
+        del sessions, runners
+        # fidelity: pooled embeddings of synthetic clips, int8 vs fp32 at the same depth
+        clips = synthetic_clips(args.clips, 16000)
+        pooled = {}
+        for name, path in models.items():
+            ext = ONNXFeatureExtractor(path, num_threads=args.threads, device="cpu").fit()
+            pooled[name] = ext.transform(clips)
+        for name in models:
+            if name.startswith("int8"):
+                reference = "fp32 " + name.split()[1]
+                out.setdefault("cosine", {})[name] = float(cosines(pooled[reference], pooled[name]).min())
+    return out
+
+
+# ---------------------------------------------------------------------------------- CNN backbones
+def backbone_speed(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    """Encoder ms per 10-s clip of aiSFX and YAMNet, fp32 vs int8 (frontend excluded)."""
+    from frozenasd.backbones import prepare
+    from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
+
+    out: dict = {}
+    runners = {}
+    for name in ("aisfx", "yamnet"):
+        try:
+            paths = {"fp32": prepare(name), "int8": prepare(name, int8=True)}
+        except Exception as exc:  # noqa: BLE001 - a missing package is reported, not fatal
+            out[name] = str(exc)
+            continue
+        rate = ONNXFeatureExtractor(paths["fp32"]).fit().frontend_["sample_rate"]
+        clips = synthetic_clips(args.batch, rate)
+        for precision, path in paths.items():
+            ext = ONNXFeatureExtractor(path, num_threads=args.threads, device="cpu").fit()
+            features = [ext.features(c, rate) for c in clips]
+            runners[f"{name} {precision}"] = lambda e=ext, f=features: e.embed_features(f)
+    log(f"timing {len(runners)} packaged models, {args.rounds} rounds")
+    times = time_interleaved(runners, args.rounds)
+    out["ms"] = {name: statistics.median(t) / args.batch * 1000 for name, t in times.items()}
+    return out
+
+
+def accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    """Official score of single views (mahalanobis), fp32 vs int8, on the real and the demo data."""
+    from frozenasd.data.dcase import discover_machines
+    from frozenasd.evaluation.metrics import official_score
+    from frozenasd.settings import model_settings
+    from frozenasd.workflows.run import run
+
+    datasets = {"real (valve)": REAL, "demo": DEMO}
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="frozenasd-quant-acc-") as tmp:
+        for data_name, root in datasets.items():
+            if not root.is_dir():
+                out[data_name] = f"{root} not found"
+                continue
+            machines = discover_machines(root)
+            for model in ("aisfx", "aisfx-int8", "yamnet", "yamnet-int8"):
+                start = time.perf_counter()
+                settings = model_settings(
+                    model, detector="mahalanobis", num_threads=args.threads, progress=False,
+                    cache_dir=args.cache_dir, device="cpu",
+                )  # fmt: skip
+                result = run(root, machines, Path(tmp) / data_name / model, settings)
+                metrics = result.metrics
+                score = (
+                    official_score(metrics) if all(isinstance(m, dict) for m in metrics.values()) else None
+                )
+                out.setdefault(data_name, {})[model] = score
+                log(f"{model} on {data_name}: {score} ({time.perf_counter() - start:.0f} s)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+def report(results: dict, args: argparse.Namespace) -> str:
+    info = machine()
+    flags = results["flags"]
+    vnni = "with VNNI" if any("vnni" in f for f in flags) else "without VNNI"
+    eat = results["eat"]
+    peak = results["peak"]
+    lines = [
+        SECTION,
+        "",
+        f"Measured {results['date']} on {info['cpu']} ({', '.join(flags) or 'no AVX2'}: {vnni}), "
+        f"{info['cores']}; {args.threads} threads; onnxruntime {results['ort']}. The machine was shared "
+        f"with other work (load average {results['load'][0]:.1f} before, {results['load'][1]:.1f} after), "
+        "so differences under ~10 % are noise. Whole benchmark: "
+        f"{results['seconds'] / 60:.1f} min.",
+        "",
+        f"**EAT-base shapes, random weights**, batch {args.batch} of 10-s clips, medians of {args.rounds} "
+        f"rounds (the models timed side by side, the order alternating). Peak: float32 2048² matrix "
+        f"product, {peak:.0f} GFLOP/s (best of torch, numpy, onnxruntime). Fidelity: smallest cosine of "
+        f"the mean-pooled `emb` of {args.clips} synthetic 10-s clips, int8 vs fp32 at the same depth. "
+        f"Dev set: {DEV_SET_CLIPS:,} clips × ms/clip (encoder only; decoding and fbank add ~7 ms/clip).",
+        "",
+        "| blocks | fp32 ms/clip | % of peak | int8 ms/clip | int8 speed-up | cosine int8/fp32 "
+        "| dev set fp32 | dev set int8 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for depth in DEPTHS:
+        fp32, int8 = eat["ms"][f"fp32 d{depth}"], eat["ms"][f"int8 d{depth}"]
+        flops = encoder_flops(depth=depth)["total"]
+        lines.append(
+            f"| {depth} | {fp32:.0f} | {flops / (fp32 / 1000) / 1e9 / peak:.0%} | {int8:.0f} | "
+            f"{fp32 / int8:.2f}× | {eat['cosine'][f'int8 d{depth}']:.4f} | "
+            f"{DEV_SET_CLIPS * fp32 / 60000:.0f} min | {DEV_SET_CLIPS * int8 / 60000:.0f} min |"
+        )
+    full = DEPTHS[-1]
+    lines += [
+        "",
+        f"int8 weight formats at {full} blocks (dynamic quantisation, per-channel):",
+        "",
+        "| weights | ms/clip | vs fp32 | cosine int8/fp32 |",
+        "|---|---:|---:|---:|",
+    ]
+    fp32_full = eat["ms"][f"fp32 d{full}"]
+    for scheme in SCHEMES:
+        key = f"int8 d{full}" + ("" if scheme == "QInt8 reduce_range" else f" {scheme}")
+        mark = " (default)" if scheme == "QInt8 reduce_range" else ""
+        lines.append(
+            f"| {scheme}{mark} | {eat['ms'][key]:.0f} | {fp32_full / eat['ms'][key]:.2f}× | "
+            f"{eat['cosine'][key]:.4f} |"
+        )
+    lines += ["", NOTE_FORMATS]
+    packaged = results.get("packaged", {})
+    if packaged.get("ms"):
+        lines += [
+            "",
+            "**aiSFX and YAMNet**, encoder time per 10-s clip (frontend excluded), fp32 vs int8 "
+            "(static QDQ, calibrated on synthetic clips), medians of the same rounds:",
+            "",
+            "| backbone | fp32 ms/clip | int8 ms/clip | speed-up |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in ("aisfx", "yamnet"):
+            if f"{name} fp32" in packaged["ms"]:
+                a, b = packaged["ms"][f"{name} fp32"], packaged["ms"][f"{name} int8"]
+                lines.append(f"| {name} | {a:.1f} | {b:.1f} | {a / b:.2f}× |")
+    acc = results.get("accuracy")
+    if acc:
+        lines += [
+            "",
+            "Official score (%) of a single view under the default detector of single views "
+            "(`--model M --detector mahalanobis`), fp32 vs int8:",
+            "",
+            "| data | aisfx | aisfx-int8 | change | yamnet | yamnet-int8 | change |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for data, scores in acc.items():
+            if isinstance(scores, str):
+                lines.append(f"| {data} | {scores} | | | | | |")
+                continue
+            cells = []
+            for name in ("aisfx", "yamnet"):
+                a, b = scores.get(name), scores.get(f"{name}-int8")
+                fmt = [f"{100 * v:.2f}" if v is not None else "failed" for v in (a, b)]
+                change = f"{100 * (b - a):+.2f}" if a is not None and b is not None else ""
+                cells += [*fmt, change]
+            lines.append(f"| {data} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "EAT depth × int8 accuracy needs the real weights: `benchmarks/accuracy.py` has the rows ready "
+        "(`--eat-variants`, run with `frozenasd download eat-base --depth K [--int8]` done first).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=6, help="synthetic clips for the fidelity check")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="embedding cache (default: frozenasd's own)"
+    )
+    parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.cache_dir is None:
+        from frozenasd.embed.cache import default_cache_dir
+
+        args.cache_dir = default_cache_dir()
+
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    started = time.perf_counter()
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {text}", flush=True)
+
+    results: dict = {
+        "date": dt.date.today().isoformat(),
+        "ort": ort.__version__,
+        "flags": cpu_flags(),
+        "load": [os.getloadavg()[0]],
+    }
+    rates = matmul_rate(args.threads)
+    results["peak"] = max(rates.values())
+    log(f"matmul peak {results['peak']:.0f} GFLOP/s ({rates})")
+    results["eat"] = eat_benchmark(args, log)
+    results["packaged"] = backbone_speed(args, log)
+    if not args.no_accuracy:
+        results["accuracy"] = accuracy(args, log)
+    results["load"].append(os.getloadavg()[0])
+    results["seconds"] = time.perf_counter() - started
+    text = report(results, args)
+    print(text)
+    if not args.no_write:
+        write_section(text, SECTION)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
