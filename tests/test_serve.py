@@ -330,9 +330,13 @@ def test_models_sharing_an_encoder_share_one_session(models, registry, patch_enc
     )
     two = Registry.load([models["fan"], tmp_path / "other.npz"])
     assert two.sessions.opened == 2
-    assert (
-        ScoringModel.load(models["fan"])._views.extractors[0].session_ is not fan.session_
-    )  # outside: its own
+    alone = ScoringModel.load(models["fan"])._views.extractors[0].session_
+    assert alone is not fan.session_  # outside: its own
+    # the service's encoder threads sleep when idle, leaving the cores to the HTTP handling
+    spinning = "session.intra_op.allow_spinning"
+    assert fan.session_.get_session_options().get_session_config_entry(spinning) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default
+        alone.get_session_options().get_session_config_entry(spinning)
 
 
 def test_the_command_refuses_what_would_be_unsafe_or_ambiguous(models, tmp_path, capsys):

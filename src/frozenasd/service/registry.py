@@ -140,7 +140,7 @@ class Registry:
                 )
             by_name[name] = path
         models: dict[str, Served] = {}
-        with sharing_sessions() as sessions:
+        with sharing_sessions(SessionCache(spinning=False)) as sessions:
             for name, path in by_name.items():
                 if not path.is_file():
                     raise FrozenASDError(f"--fitted {path}: no such file")
