@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## int8 and shallower encoders (benchmarks/quantisation.py)"
 DEPTHS = (4, 6, 8, 12)
 DEV_SET_CLIPS = 8400  # DCASE 2024 Task 2 development set: 7 machines × (1,000 train + 200 test)
-REAL = Path("/work/shared/realdata")
-DEMO = Path("/work/demo-data")
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "realdata"  # the real valve recordings beside the checkout
+DEMO = ROOT / "demo" / "data"  # `make demo`'s data
 NOTE_FORMATS = (
     "QInt8 with `reduce_range` (7-bit weights) is the default: it runs the same u8 × s8 kernels as "
     "full-range QInt8, and keeps CPUs without VNNI (whose `VPMADDUBSW` sums pairs in 16 bits) from "
@@ -170,7 +171,7 @@ def accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     from frozenasd.settings import model_settings
     from frozenasd.workflows.run import run
 
-    datasets = {"real (valve)": REAL, "demo": DEMO}
+    datasets = {"real (valve)": args.real, "demo": args.demo}
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="frozenasd-quant-acc-") as tmp:
         for data_name, root in datasets.items():
@@ -297,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir", type=Path, default=None, help="embedding cache (default: frozenasd's own)"
     )
+    parser.add_argument("--real", type=Path, default=REAL, help=f"real recordings (default: {REAL})")
+    parser.add_argument("--demo", type=Path, default=DEMO, help=f"demo data (default: {DEMO})")
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
