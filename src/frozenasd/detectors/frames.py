@@ -1,9 +1,8 @@
-"""Frame detectors in the workflows: their pooling, their frame size, and when in a clip its score is high.
+"""Frame detectors: their pooling, their frame size, and their per-frame scores.
 
 A frame detector (``FrameBank``: ``framebank``, ``framebank-topk``) scores the frames ``frames`` pooling
 keeps; ``run``, ``fit`` and ``score`` use these helpers to give it that pooling and the extractor's frame
-size, and to write its per-frame scores: ``frame_scores.csv`` (``path,frame,start_s,score``) with the
-top clips of each machine after ``frozenasd run``, any file with ``frozenasd score --frames``. Frame
+size, and to compute its per-frame scores (written by :mod:`frozenasd.outputs.frame_scores`). Frame
 scores are on the clip scores' scale (the pipeline's final min-max step applied to them), so with
 ``aggregate="max"`` a clip's score is its highest frame score.
 """
