@@ -123,3 +123,21 @@ def test_the_provider_used_is_recorded(tiny_dataset, patch_encoder, tmp_path):
     assert model.info["providers"] == [CPU]
     saved = model.save(tmp_path / "fan.npz")
     assert saved["providers"] == [CPU]
+
+
+def test_embeddings_from_a_gpu_are_cached_apart_from_the_cpus(tmp_path):
+    from types import SimpleNamespace
+
+    from frozenasd.embed import open_cache
+
+    def extractor(provider):
+        facts = {"frontend_": {"name": "logmel"}, "output_name_": "emb", "pooling_": "mean"}
+        path = tmp_path / "model.onnx"
+        path.write_bytes(b"the same model file")
+        return SimpleNamespace(
+            model_path=path, normalise=None, target_frames=None, provider_=provider, **facts
+        )
+
+    settings = SimpleNamespace(cache_dir=tmp_path / "cache")
+    cpu, gpu, again = (open_cache(settings, extractor(p)) for p in (CPU, CUDA, CPU))
+    assert cpu.folder == again.folder and gpu.folder != cpu.folder

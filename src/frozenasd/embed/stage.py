@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from frozenasd.data.dcase import Clip
 from frozenasd.embed.cache import EmbeddingCache
+from frozenasd.embed.encoders.device import CPU
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.executor import Embedded, Executor, LocalExecutor
 from frozenasd.hashing import file_sha256
@@ -39,6 +40,9 @@ def open_cache(settings: RunSettings, extractor: ONNXFeatureExtractor) -> Embedd
         "normalise": extractor.normalise,
         "target_frames": extractor.target_frames,
     }
+    provider = getattr(extractor, "provider_", CPU)
+    if provider != CPU:  # another provider's numbers differ slightly: its own entries (CPU keys as before)
+        shaping["provider"] = provider
     return EmbeddingCache(settings.cache_dir, file_sha256(extractor.model_path), shaping)
 
 
