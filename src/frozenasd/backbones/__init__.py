@@ -48,7 +48,7 @@ from frozenasd.backbones.registry import (
     is_backbone_name,
     parse_variant,
 )
-from frozenasd.embed.encoders.metadata import encode_metadata
+from frozenasd.embed.encoders.metadata import write_metadata
 from frozenasd.embed.frontends import get_frontend
 from frozenasd.errors import ModelError
 from frozenasd.hashing import file_sha256
@@ -261,8 +261,7 @@ def _describe(model: Any, backbone: Backbone, source: dict[str, str]) -> None:
         "input": {"name": model.graph.input[0].name, "layout": backbone.layout},
         "outputs": dict(backbone.outputs),
     }
-    for key, value in encode_metadata(description).items():
-        model.metadata_props.add(key=key, value=value)
+    write_metadata(model, description)
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:

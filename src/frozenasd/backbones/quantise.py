@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.embed.encoders.metadata import decode_metadata, encode_metadata
+from frozenasd.embed.encoders.metadata import decode_metadata, write_metadata
 from frozenasd.errors import ModelError
 from frozenasd.hashing import file_sha256
 
@@ -272,12 +272,7 @@ def quantise_file(
         }
         description["quantisation"] = done
         description.pop("schema", None)
-        props = encode_metadata(description)
-        kept = [p for p in model.metadata_props if p.key not in props]
-        del model.metadata_props[:]
-        model.metadata_props.extend(kept)
-        for key, value in props.items():
-            model.metadata_props.add(key=key, value=value)
+        write_metadata(model, description)
         model.doc_string = (model.doc_string + " (dynamic int8)").strip()
         onnx.save_model(model, str(tmp))
         del model

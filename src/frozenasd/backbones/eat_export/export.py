@@ -42,7 +42,7 @@ from torch import nn
 from frozenasd import __version__
 from frozenasd.backbones.eat_export.checkpoint import load_eat_checkpoint
 from frozenasd.backbones.eat_export.model import Attention, EATConfig, EATEncoder, multi_head_attention
-from frozenasd.embed.encoders.metadata import encode_metadata
+from frozenasd.embed.encoders.metadata import write_metadata
 from frozenasd.embed.frontends import EAT_FRONTEND, LAYOUT_B3FT
 from frozenasd.errors import ModelError
 
@@ -177,12 +177,7 @@ def describe(
 
 def _finalize(proto: onnx.ModelProto, description: dict[str, Any]) -> None:
     """Attach the metadata and producer fields to the exported graph (in place)."""
-    props = encode_metadata(description)
-    kept = [p for p in proto.metadata_props if p.key not in props]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in props.items():
-        proto.metadata_props.add(key=key, value=value)
+    write_metadata(proto, description)
     proto.producer_name = "frozenasd"
     proto.producer_version = __version__
     proto.doc_string = f"EAT encoder {description['model']['name']} exported by frozenasd"

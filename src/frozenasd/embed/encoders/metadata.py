@@ -40,6 +40,17 @@ def encode_metadata(description: dict[str, Any]) -> dict[str, str]:
     return {METADATA_KEY: json.dumps(doc, sort_keys=True)}
 
 
+def write_metadata(model: Any, description: dict[str, Any]) -> None:
+    """Set ``description`` in the ``metadata_props`` of the ONNX ``model`` (in place), replacing the
+    entries of the same keys and keeping the others."""
+    props = encode_metadata(description)
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+
+
 def decode_metadata(props: dict[str, str]) -> dict[str, Any] | None:
     """Parse the description from ONNX metadata entries; ``None`` when the file has none."""
     raw = props.get(METADATA_KEY)
