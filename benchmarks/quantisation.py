@@ -69,15 +69,14 @@ def synthetic_clips(n: int, rate: int, seconds: float = 10.0) -> list[np.ndarray
     """Normal synthetic clips of the three demo machines (seeded; none of the demo's own)."""
     sys.path.insert(0, str(ROOT / "src"))
     from frozenasd.data.synth import MACHINES
-    from frozenasd.data.synth.dataset import clip_rng, draw_spec, render
+    from frozenasd.data.synth.dataset import normal_wave
 
-    clips = []
-    for i in range(n):
-        m = MACHINES[i % len(MACHINES)]
-        rng = clip_rng(99, m, "source", "test", "normal", i)
-        spec = draw_spec(rng, m, "source", "test", "normal", i)
-        clips.append(render(spec, rng, duration_s=seconds, sample_rate=rate).astype(np.float32))
-    return clips
+    return [
+        normal_wave(
+            MACHINES[i % len(MACHINES)], i, seed=99, split="test", duration_s=seconds, sample_rate=rate
+        )
+        for i in range(n)
+    ]
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from frozenasd import backbones  # noqa: E402
 from frozenasd.backbones.eat_export.export import export_onnx  # noqa: E402
 from frozenasd.backbones.registry import parse_variant  # noqa: E402
 from frozenasd.cli import main  # noqa: E402
-from frozenasd.data.synth.dataset import clip_rng, draw_spec, render  # noqa: E402
+from frozenasd.data.synth.dataset import normal_wave  # noqa: E402
 from frozenasd.embed import Views  # noqa: E402
 from frozenasd.embed.encoders.metadata import decode_metadata  # noqa: E402
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor  # noqa: E402
@@ -59,13 +59,10 @@ def blocks_in(path: Path) -> int:
 
 def synthetic_clips(n: int = 4, seconds: float = 2.0, rate: int = 16000) -> list[np.ndarray]:
     """Normal synthetic machine sounds (fan and valve), rendered in memory."""
-    clips = []
-    for i in range(n):
-        machine = ("fan", "valve")[i % 2]
-        rng = clip_rng(7, machine, "source", "test", "normal", i)
-        spec = draw_spec(rng, machine, "source", "test", "normal", i)
-        clips.append(render(spec, rng, duration_s=seconds, sample_rate=rate).astype(np.float32))
-    return clips
+    return [
+        normal_wave(("fan", "valve")[i % 2], i, seed=7, split="test", duration_s=seconds, sample_rate=rate)
+        for i in range(n)
+    ]
 
 
 def clip_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

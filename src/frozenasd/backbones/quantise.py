@@ -190,7 +190,7 @@ def calibration_inputs(
     """Model inputs for static calibration: the model's frontend applied to synthetic normal clips of
     every synthetic machine (rendered in memory at the frontend's rate), one batch per clip."""
     from frozenasd.data.synth import MACHINES
-    from frozenasd.data.synth.dataset import clip_rng, draw_spec, render
+    from frozenasd.data.synth.dataset import normal_wave
     from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
     from frozenasd.embed.frontends import get_frontend
 
@@ -200,9 +200,7 @@ def calibration_inputs(
     batches = []
     for machine in MACHINES:
         for index in range(clips):
-            rng = clip_rng(CALIBRATION_SEED, machine, "source", "train", "normal", index)
-            spec = draw_spec(rng, machine, "source", "train", "normal", index)
-            wave = render(spec, rng, sample_rate=rate).astype("float32")
+            wave = normal_wave(machine, index, seed=CALIBRATION_SEED, sample_rate=rate)
             examples = frontend.examples(extractor.features(wave, rate))
             batches.append({extractor.input_name_: frontend.model_input(examples, extractor.layout_)})
     return batches

@@ -97,6 +97,21 @@ def render(
     return x
 
 
+def normal_wave(
+    machine: str,
+    index: int,
+    *,
+    seed: int = 0,
+    split: str = "train",
+    duration_s: float = 10.0,
+    sample_rate: int = 16000,
+) -> np.ndarray:
+    """Normal source-domain clip ``index`` of ``machine`` rendered in memory (float32), no file written."""
+    rng = clip_rng(seed, machine, "source", split, "normal", index)
+    spec = draw_spec(rng, machine, "source", split, "normal", index)
+    return render(spec, rng, duration_s=duration_s, sample_rate=sample_rate).astype(np.float32)
+
+
 def _plan(
     machine: str, seed: int, n_train_source: int, n_train_target: int, n_test_per_cell: int, subtle: float
 ) -> Iterable[tuple[ClipSpec, np.random.Generator]]:
