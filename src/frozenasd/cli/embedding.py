@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from frozenasd.cli.executors import add_executor_options, opened_executor
-from frozenasd.cli.options import MODEL_HELP, add_fusion_options, add_run_options, settings_from
+from frozenasd.cli.options import (
+    MODEL_HELP,
+    add_data_root_options,
+    add_fusion_options,
+    add_run_options,
+    settings_from,
+)
 from frozenasd.cli.vocabulary import HelpFormatter, add_aliases, examples
 from frozenasd.errors import FrozenASDError
 
@@ -52,13 +58,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             "frozenasd embed --data dataset --executor ray --ray-address auto --workers 8",
         ),
     )
-    p.add_argument("--data", required=True, help="dataset root: <data>/<machine>/{train,test}/*.wav")
-    p.add_argument(
-        "--machine",
-        nargs="+",
-        default=None,
-        help="machine types to embed (default: every machine folder under --data)",
-    )
+    add_data_root_options(p, "embed")
     p.add_argument("--model", default=None, help=MODEL_HELP + "; without it, the views of --preset/--fuse")
     add_run_options(p)
     add_fusion_options(p)

@@ -44,6 +44,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_data_root_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--data ROOT`` (a DCASE layout, required) and ``--machine`` (the machine types to ``verb``)."""
+    parser.add_argument("--data", required=True, help="dataset root: <data>/<machine>/{train,test}/*.wav")
+    parser.add_argument(
+        "--machine",
+        nargs="+",
+        default=None,
+        help=f"machine types to {verb} (default: every machine folder under --data)",
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``frozenasd run`` and the seed's ``main.py``."""
     from frozenasd.detectors.pipeline import DETECTORS

@@ -9,6 +9,7 @@ from pathlib import Path
 from frozenasd.cli.executors import add_executor_options, opened_executor
 from frozenasd.cli.options import (
     MODEL_HELP,
+    add_data_root_options,
     add_device_option,
     add_fusion_options,
     add_run_options,
@@ -166,13 +167,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             "frozenasd run --data dataset --machine fan valve --model aisfx --out results",
         ),
     )
-    p.add_argument("--data", required=True, help="dataset root: <data>/<machine>/{train,test}/*.wav")
-    p.add_argument(
-        "--machine",
-        nargs="+",
-        default=None,
-        help="machine types to run (default: every machine folder under --data)",
-    )
+    add_data_root_options(p, "run")
     p.add_argument("--model", default=None, help=MODEL_HELP + SINGLE_VIEW_HELP)
     p.add_argument(
         "-o", "--out", default=".", help=f"outputs go to <out>/{machine_dir_name('<machine>')}/ (default: .)"
