@@ -82,3 +82,15 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     folder = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("FROZENASD_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def logmel_fan_fitted(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``fan.npz``: the log-mel view with a Mahalanobis detector, fitted on the tiny fan's training clips
+    (read only: the watch tests share it)."""
+    from frozenasd import ScoringModel
+
+    path = tmp_path_factory.mktemp("fitted") / "fan.npz"
+    model = ScoringModel.fit(tiny_dataset / "fan" / "train", "logmel", detector="mahalanobis", machine="fan")
+    model.save(path)
+    return path

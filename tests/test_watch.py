@@ -28,13 +28,8 @@ from frozenasd.monitor.watch import Watcher, name_time, path_text
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_dataset, tmp_path_factory) -> Path:
-    """The log-mel view with a Mahalanobis detector, fitted on the tiny fan's training clips."""
-    path = tmp_path_factory.mktemp("fitted") / "fan.npz"
-    ScoringModel.fit(tiny_dataset / "fan" / "train", "logmel", detector="mahalanobis", machine="fan").save(
-        path
-    )
-    return path
+def fitted(logmel_fan_fitted) -> Path:
+    return logmel_fan_fitted
 
 
 @pytest.fixture(scope="module")

@@ -17,19 +17,14 @@ import pytest
 import soundfile as sf
 from conftest import _machine_sound
 
-from frozenasd import ScoringModel
 from frozenasd.monitor.watch import TEST_DELAY_ENV
 
 N_FILES = 12
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_dataset, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("fitted") / "fan.npz"
-    ScoringModel.fit(tiny_dataset / "fan" / "train", "logmel", detector="mahalanobis", machine="fan").save(
-        path
-    )
-    return path
+def fitted(logmel_fan_fitted) -> Path:
+    return logmel_fan_fitted
 
 
 @pytest.fixture
