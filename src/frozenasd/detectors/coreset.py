@@ -11,7 +11,8 @@ frames by its own statistics, which is a per-dimension weight on shared, centred
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+
+from frozenasd.blas import one_blas_thread
 
 # The per-problem distance arrays of one batch hold at most this many float32 values (64 MB each).
 _BATCH_ELEMENTS = 1 << 24
@@ -52,7 +53,7 @@ def greedy_kcenter(
     per_batch = max(1, _BATCH_ELEMENTS // max(n, 1))
     out = np.empty((n_problems, size), dtype=np.int64)
     # thousands of small matrix products: BLAS threads cost more in waking up than they save
-    with threadpool_limits(1, user_api="blas"):
+    with one_blas_thread():
         for start in range(0, n_problems, per_batch):
             part = slice(start, start + per_batch)
             out[part] = _greedy(Yf, Yt, size, first[part], W[part], ok[part])

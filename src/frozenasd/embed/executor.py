@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from frozenasd.blas import one_blas_thread
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip
 from frozenasd.embed.cache import EmbeddingCache
@@ -123,7 +124,7 @@ def embed_clips(
         bar.update(len(pending))
         pending.clear()
 
-    with bar:
+    with bar, one_blas_thread():  # the frontend's products on one thread: the encoder has the cores
         found, cut, keys = take_cached(clips, cache.load(machine, split) if cache else None, limits, skip)
         bar.update(len(found) + len(skipped))
         for i, clip in enumerate(clips):

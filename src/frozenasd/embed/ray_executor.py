@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from frozenasd.blas import one_blas_thread
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip
 from frozenasd.embed.cache import EmbeddingCache
@@ -94,7 +95,8 @@ def frontend_batch(batch: dict[str, np.ndarray], extractor: ONNXFeatureExtractor
     limits = ClipLimits.of(extractor)
     out: dict[str, list] = {"index": [], "features": [], "cut": [], "reason": []}
     for index, path in zip(batch["index"], batch["path"], strict=True):
-        featured = clip_features(extractor, str(path), limits)
+        with one_blas_thread():  # the node's cores belong to the encoder actors
+            featured = clip_features(extractor, str(path), limits)
         out["index"].append(int(index))
         out["features"].append(b"" if isinstance(featured, str) else _pack(featured.features))
         out["cut"].append(False if isinstance(featured, str) else featured.cut)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from frozenasd.blas import one_blas_thread
 from frozenasd.data.dcase import Clip
 from frozenasd.data.inputs import Inputs, check_machine_name, input_clips
 from frozenasd.detectors.frames import frame_detector, pipeline_frame_scores, width_problem
@@ -251,6 +252,10 @@ class ScoringModel:
 
     def score_clips(self, clips: list[Clip], *, frames: bool | None = None, progress: bool = False) -> Scored:
         """Score clip records (see :meth:`score`)."""
+        with one_blas_thread():  # BLAS threads left spinning would slow the next call's encoder
+            return self._score_clips(clips, frames, progress)
+
+    def _score_clips(self, clips: list[Clip], frames: bool | None, progress: bool) -> Scored:
         has_frames = frame_detector(self.pipeline) is not None
         if frames and not has_frames:
             raise ModelError(

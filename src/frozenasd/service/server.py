@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from frozenasd.blas import one_blas_thread_from_now
 from frozenasd.errors import FrozenASDError
 from frozenasd.monitor.history import History
 from frozenasd.service.config import ServiceConfig, is_loopback
@@ -53,6 +54,7 @@ def serve(config: ServiceConfig) -> int:
     """Load the models and serve until stopped; the exit status (1 when the port could not be bound)."""
     config.check()
     require_extra()
+    one_blas_thread_from_now()  # scoring threads overlap: their own scopes could not hold the limit
     history = None if config.history is None else History(config.history)
     registry = Registry.load(
         list(config.fitted), max_seconds=config.max_seconds, threads=config.threads, history=history

@@ -1,0 +1,42 @@
+"""One BLAS thread while clips are embedded and scored, so that ONNX Runtime keeps every core.
+
+numpy's BLAS (OpenBLAS in the wheels) runs a matrix product on every core and then leaves its
+threads spinning for a while. The products of the frontends and detectors are small, so the extra
+threads gain nothing there, but their spinning takes cores from the encoder that runs right after:
+on a 2-core machine it made one-clip aiSFX scoring 1.5× and YAMNet 2× slower. Inside
+:func:`one_blas_thread` BLAS runs on the calling thread alone.
+
+The limit is process-wide, as BLAS libraries keep it; threadpoolctl lets one thread at a time change
+it (another thread's scope then changes nothing). A process that scores on several threads at once
+(the scoring service) calls :func:`one_blas_thread_from_now` once instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_controller: Any = None
+
+
+def _blas_controller() -> Any:
+    global _controller
+    if _controller is None:  # finding the loaded BLAS libraries takes milliseconds: once
+        import numpy  # noqa: F401  (loads the BLAS library the controller must find)
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the block with BLAS on one thread; the earlier limit comes back after it."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def one_blas_thread_from_now() -> None:
+    """BLAS on one thread for the rest of this process (called from its main thread)."""
+    _blas_controller().limit(limits=1, user_api="blas")
