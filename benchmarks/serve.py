@@ -6,9 +6,11 @@ Writes synthetic 10-second fan clips (16 kHz WAV, as DCASE data): 40 normal ones
 ``--clips`` to score. Fits aiSFX and YAMNet (mean pooling, Mahalanobis) once, untimed. Then:
 
 - in-process: ``ScoringModel.load`` once, and the clips scored one call per clip, and all in one call;
-- the service: ``frozenasd serve`` (default settings: one scoring worker, ONNX Runtime on every core)
-  in its own process, serving both models, and clients in this process posting the clips (multipart)
-  over loopback HTTP, 1 at a time and 8 at a time, ``--requests`` requests per level after a warm-up.
+- the service: ``frozenasd serve`` in its own process, serving both models, with its defaults (one
+  scoring worker per core; a request alone on every core, calls beside others on one core each) and
+  with ``--workers 1`` (every call on every core); clients in this process post the clips
+  (multipart) over loopback HTTP, 1 at a time and 8 at a time, ``--requests`` requests per level
+  after a warm-up.
 
 Reports requests/s, p50/p99 latency and the overhead: at 1 client the service's mean latency against
 one in-process call per clip, at 8 clients its time per clip against the faster in-process way. The
@@ -40,12 +42,26 @@ from frozenasd.data.synth import synthesize
 SECTION = "## Scoring service (benchmarks/serve.py)"
 BACKBONES = ("aisfx", "yamnet")
 LEVELS = (1, 8)
+SETTINGS = {"defaults": [], "--workers 1": ["--workers", "1"]}
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_up(server: subprocess.Popen, url: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the service did not start")
+        time.sleep(0.2)
 
 
 def in_process(model: ScoringModel, clips: list[Path]) -> dict[str, float]:
@@ -114,38 +130,35 @@ def main(argv: list[str] | None = None) -> int:
     for model in models.values():
         model.score(clips[:2])  # warm-up
 
-    port = free_port()
-    command = [sys.executable, "-m", "frozenasd", "serve", "--port", str(port)]
-    command += [arg for b in BACKBONES for arg in ("--fitted", str(fitted[b]))]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the service did not start")
-            time.sleep(0.2)
+        for label, options in SETTINGS.items():
+            port = free_port()
+            command = [sys.executable, "-m", "frozenasd", "serve", "--port", str(port), *options]
+            command += [arg for b in BACKBONES for arg in ("--fitted", str(fitted[b]))]
+            server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            servers[label] = server, f"http://127.0.0.1:{port}"
+            wait_until_up(*servers[label])
         # rounds alternate in-process and service measurements, so that both meet the machine's moods
         local: dict[str, list[dict[str, float]]] = {b: [] for b in BACKBONES}
-        served: dict[tuple[str, int], list[dict[str, float]]] = {
-            (b, c): [] for b in BACKBONES for c in LEVELS
+        served: dict[tuple[str, str, int], list[dict[str, float]]] = {
+            (b, label, c): [] for b in BACKBONES for label in SETTINGS for c in LEVELS
         }
         for _ in range(args.rounds):
             for backbone in BACKBONES:
                 local[backbone].append(in_process(models[backbone], clips))
-                for clients in LEVELS:
-                    served[(backbone, clients)].append(load(url, backbone, clips, clients, args.requests))
+                for label, (_, url) in servers.items():
+                    for clients in LEVELS:
+                        served[(backbone, label, clients)].append(
+                            load(url, backbone, clips, clients, args.requests)
+                        )
     finally:
-        os.kill(server.pid, signal.SIGTERM)
-        server.wait(60)
+        for server, _ in servers.values():
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(60)
 
     rows = []
-    for (backbone, clients), rounds in served.items():
+    for (backbone, label, clients), rounds in served.items():
         r = {k: statistics.median(x[k] for x in rounds) for k in rounds[0]}
         r["errors"] = sum(x["errors"] for x in rounds)
         ref = {k: statistics.median(x[k] for x in local[backbone]) for k in ("one", "all")}
@@ -155,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             reference = min(ref.values())
             overhead = r["per_clip"] / reference - 1
         rows.append(
-            f"| {backbone} | {clients} | {r['rps']:.1f} | {1000 * r['p50']:.0f} | {1000 * r['p99']:.0f} "
-            f"| {1000 * reference:.0f} | {100 * overhead:+.1f} % | {r['errors']} |"
+            f"| {backbone} | {label} | {clients} | {r['rps']:.1f} | {1000 * r['p50']:.0f} "
+            f"| {1000 * r['p99']:.0f} | {1000 * reference:.0f} | {100 * overhead:+.1f} % | {r['errors']} |"
         )
     facts = machine()
     kb = round(statistics.fmean(c.stat().st_size for c in clips) / 1000)
@@ -165,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {when} on {facts['cpu']}, {facts['cores']} cores, Python {facts['python']}: "
         f"`python benchmarks/serve.py --clips {args.clips} --requests {args.requests} "
         f"--rounds {args.rounds}`. `frozenasd serve` "
-        "with its defaults (one scoring worker, ONNX Runtime on every core) serves an aiSFX and a YAMNet "
-        "model (mean pooling, Mahalanobis) fitted on synthetic fan clips; clients in another process post "
+        "serves an aiSFX and a YAMNet model (mean pooling, Mahalanobis) fitted on synthetic fan clips, "
+        "with its defaults (a scoring worker per core; a request alone runs its encoder on every core, "
+        "calls made beside other requests on one core each) and with `--workers 1` (every call on every "
+        "core); clients in another process post "
         f"{args.clips} synthetic 10-second 16 kHz WAV clips ({kb} KB each, multipart) over loopback HTTP, "
         f"{args.requests} requests per row after a warm-up, 1 or 8 at a time, on the same cores as the "
         "service. In-process reference: `ScoringModel.load` once, then at 1 client one `score` call per "
@@ -177,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "the medians over rounds (errors: their sum)."
     )
     header = (
-        "| model | clients | requests/s | p50 latency ms | p99 latency ms | in-process ms per clip "
-        "| overhead | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| model | service settings | clients | requests/s | p50 latency ms | p99 latency ms "
+        "| in-process ms per clip | overhead | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     text = "\n\n".join([SECTION, setup, header + "\n" + "\n".join(rows)]) + "\n"
     print(text)

@@ -25,7 +25,7 @@ from service_server import running  # noqa: E402
 from frozenasd import ScoringModel  # noqa: E402
 from frozenasd.cli import main  # noqa: E402
 from frozenasd.service.config import ServiceConfig  # noqa: E402
-from frozenasd.service.registry import Registry  # noqa: E402
+from frozenasd.service.registry import Registry, Upload  # noqa: E402
 
 TOKEN = "s3cret-token-for-the-tests-0123"
 
@@ -332,11 +332,25 @@ def test_models_sharing_an_encoder_share_one_session(models, registry, patch_enc
     assert two.sessions.opened == 2
     alone = ScoringModel.load(models["fan"])._views.extractors[0].session_
     assert alone is not fan.session_  # outside: its own
-    # the service's encoder threads sleep when idle, leaving the cores to the HTTP handling
-    spinning = "session.intra_op.allow_spinning"
-    assert fan.session_.get_session_options().get_session_config_entry(spinning) == "0"
-    with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default
-        alone.get_session_options().get_session_config_entry(spinning)
+
+
+def test_one_thread_sessions_are_shared_too_and_score_the_same(models, tiny_dataset, tmp_path):
+    both = Registry.load([models["fan"], models["pump"]], one_thread=True)
+    assert both.sessions.opened == 2  # every core, and one thread: one session each for the two models
+    fan, pump = both.models["fan"], both.models["pump"]
+    one = fan.one_thread._views.extractors[0].session_
+    assert one is pump.one_thread._views.extractors[0].session_
+    assert one is not fan.model._views.extractors[0].session_
+    assert one.get_session_options().intra_op_num_threads == 1
+    assert Registry.load([models["fan"]]).models["fan"].one_thread is None
+    clips = sorted((tiny_dataset / "fan" / "test").glob("*_000[0-3]_*.wav"))
+    copies = []
+    for clip in clips:
+        shutil.copy(clip, tmp_path / clip.name)
+        copies.append(Upload(tmp_path / clip.name, clip.name))
+    every_core = both.score(fan, copies)
+    one_core = both.score(fan, copies, one_thread=True)
+    assert [r["score"] for r in one_core] == pytest.approx([r["score"] for r in every_core], abs=1e-9, rel=0)
 
 
 def test_the_command_refuses_what_would_be_unsafe_or_ambiguous(models, tmp_path, capsys):

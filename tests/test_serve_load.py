@@ -6,6 +6,7 @@ of one held full by a scorer that waits for the test, and a shutdown while a req
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,14 +53,16 @@ class HeldScorer:
         return self.real(*args, **kwargs)
 
 
-def test_300_requests_from_8_clients_all_scored_without_an_error_some_together(registry, fan, tiny_dataset):
+def test_300_requests_from_8_clients_all_scored_without_an_error_some_together(fan, tiny_dataset):
     files = sorted((tiny_dataset / "fan" / "test").glob("*_000[0-9]_*.wav"))
     expected = dict(zip((f.name for f in files), ScoringModel.load(fan).score(files).scores, strict=True))
     bodies = {f.name: f.read_bytes() for f in files}
     sizes: list[int] = []
+    registry = Registry.load([fan], one_thread=True)
     real = registry.score
     registry.score = lambda served, uploads, **kw: sizes.append(len(uploads)) or real(served, uploads, **kw)
     config = ServiceConfig(fitted=(fan,), queue=CLIENTS, workers=2)
+    assert config.side_by_side_on_one_core
     with running(registry, config) as server, httpx.Client(base_url=server.url, timeout=60) as client:
 
         def one(k: int) -> tuple[str, int, dict]:
@@ -72,6 +75,10 @@ def test_300_requests_from_8_clients_all_scored_without_an_error_some_together(r
             answers = list(pool.map(one, range(N_REQUESTS)))
         seconds = time.perf_counter() - start
         metrics = client.get("/metrics").text
+        for name in list(bodies)[:3]:  # one at a time: each alone in the service
+            alone = client.post("/v1/models/fan/score", files={"file": (name, bodies[name])})
+            assert alone.status_code == 200
+        after = client.get("/metrics").text
     errors = [(name, status, body) for name, status, body in answers if status != 200]
     assert errors == [], errors[:3]
     for name, _, body in answers:
@@ -79,7 +86,15 @@ def test_300_requests_from_8_clients_all_scored_without_an_error_some_together(r
     assert seconds < 120, f"{N_REQUESTS} requests took {seconds:.1f} s"
     assert f'frozenasd_recordings_scored_total{{model="fan"}} {N_REQUESTS}' in metrics
     assert "frozenasd_queue_depth 0" in metrics
-    assert sum(sizes) == N_REQUESTS and max(sizes) > 1  # requests that waited together were scored together
+    assert sum(sizes) == N_REQUESTS + 3 and max(sizes) > 1  # requests that waited together: one call
+
+    def count(text: str, kind: str) -> int:
+        return int(re.search(rf'frozenasd_scoring_calls_total{{threads="{kind}"}} (\d+)', text)[1])
+
+    calls = {kind: [count(metrics, kind), count(after, kind)] for kind in ("all", "one")}
+    assert calls["one"][0] > 0  # beside other requests: one thread per call
+    assert calls["all"][1] == calls["all"][0] + 3 and calls["one"][1] == calls["one"][0]
+    assert calls["all"][0] + calls["one"][0] == len(sizes) - 3
     print(
         f"{N_REQUESTS} requests at {CLIENTS} concurrent: {seconds:.2f} s, "
         f"{N_REQUESTS / seconds:.0f} requests/s"

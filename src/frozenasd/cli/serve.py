@@ -109,13 +109,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         default=defaults.workers,
-        help=f"threads that score requests side by side (default: {defaults.workers})",
+        help="threads that score requests side by side (default: one per core, or per --threads cores)",
     )
     p.add_argument(
         "--threads",
         type=positive_int,
         default=None,
-        help="ONNX Runtime threads per encoder call (default: every core)",
+        help="ONNX Runtime threads per encoder call (default: every core for a request alone in the "
+        "service, one for calls made while others are in it)",
     )
     p.add_argument(
         "--history",

@@ -112,9 +112,18 @@ class Admission:
 def create_app(registry: Registry, config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI:
     """The service's application for the models in ``registry``, with ``config``'s token and limits."""
     metrics = metrics or Metrics(registry.models)
-    admission = Admission(config.queue, config.workers)
-    pool = ThreadPoolExecutor(config.workers, thread_name_prefix="frozenasd-score")
-    batcher = Batcher(registry, pool, config.workers, max_clips=config.max_files, took=admission.took)
+    workers = config.scoring_workers
+    admission = Admission(config.queue, workers)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="frozenasd-score")
+    batcher = Batcher(
+        registry,
+        pool,
+        workers,
+        max_clips=config.max_files,
+        took=admission.took,
+        in_flight=lambda: admission.depth,
+        one_thread=config.side_by_side_on_one_core,
+    )
     folder = tempfile.TemporaryDirectory(prefix="frozenasd-serve-")
 
     @asynccontextmanager
@@ -212,7 +221,7 @@ def create_app(registry: Registry, config: ServiceConfig, metrics: Metrics | Non
 
     @app.get("/metrics", dependencies=_BEARER, response_class=PlainTextResponse, summary="Prometheus metrics")
     async def prometheus() -> PlainTextResponse:
-        text = metrics.render(admission.depth, admission.limit)
+        text = metrics.render(admission.depth, admission.limit, batcher.calls)
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
     def model_of(request: Request) -> str | None:

@@ -19,9 +19,10 @@ class ServiceConfig:
     """What ``frozenasd serve`` was told; :meth:`check` refuses settings that do not go together.
 
     ``queue``: scoring requests admitted at once, waiting and running (more get 503); ``workers``:
-    threads that score (each runs one request's encoder calls); ``threads``: ONNX Runtime threads per
-    encoder call (default: every core). ``max_seconds``: longer recordings are cut to their first
-    ``max_seconds``; ``max_files``: files one batch request may hold.
+    threads that score side by side (default: one per core); ``threads``: ONNX Runtime threads per
+    encoder call (default: every core for a request scored alone, one when requests are scored side
+    by side, see :attr:`side_by_side_on_one_core`). ``max_seconds``: longer recordings are cut to their
+    first ``max_seconds``; ``max_files``: files one batch request may hold.
     """
 
     fitted: tuple[Path, ...]
@@ -32,7 +33,7 @@ class ServiceConfig:
     max_seconds: float = 600.0
     max_files: int = 64
     queue: int = 16
-    workers: int = 1
+    workers: int | None = None
     threads: int | None = None
     grace_seconds: float = 30.0
     history: Path | None = None  # a score history (SQLite) the service adds a row to per recording
@@ -49,7 +50,7 @@ class ServiceConfig:
             )
         for name, value in (
             ("--queue", self.queue),
-            ("--workers", self.workers),
+            ("--workers", self.scoring_workers),
             ("--max-files", self.max_files),
             ("--max-upload-mb", self.max_upload_bytes),
         ):
@@ -60,6 +61,31 @@ class ServiceConfig:
         if not 0 <= self.port <= 65535:
             raise FrozenASDError(f"--port {self.port}: not a TCP port (0-65535)")
         return self
+
+    @property
+    def scoring_workers(self) -> int:
+        """The scoring threads: ``workers``, else one per core (per ``threads`` cores when given)."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, usable_cores() // (self.threads or 1))
+
+    @property
+    def side_by_side_on_one_core(self) -> bool:
+        """Whether requests scored side by side run their encoders on one thread each.
+
+        Without ``--threads``, a request scored alone gets every core (the shortest latency) and
+        requests scored at the same time get one core each: one thread per encoder call wastes nothing
+        on keeping threads in step, which on small batches costs more than it gains.
+        """
+        return self.threads is None and self.scoring_workers > 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def is_loopback(host: str) -> bool:

@@ -62,8 +62,9 @@ class Metrics:
             self._scored[model] += n_scored
             self._anomalies[model] += n_anomalous
 
-    def render(self, queue_depth: int, queue_limit: int) -> str:
-        """Every metric in Prometheus' text exposition format."""
+    def render(self, queue_depth: int, queue_limit: int, calls: dict[bool, int] | None = None) -> str:
+        """Every metric in Prometheus' text exposition format (``calls``: scoring calls by whether their
+        encoders ran on one thread)."""
         out: list[str] = []
 
         def head(name: str, kind: str, text: str) -> None:
@@ -96,6 +97,15 @@ class Metrics:
             ]
             head("frozenasd_anomalies_total", "counter", "Recordings scored above the threshold, by model.")
             out += [f"frozenasd_anomalies_total{_labels(model=m)} {self._anomalies[m]}" for m in self.models]
+        if calls is not None:
+            head(
+                "frozenasd_scoring_calls_total",
+                "counter",
+                "Scoring calls (one or more requests each), by encoder threads: all, or one when "
+                "requests were scored side by side.",
+            )
+            for one_thread, threads in ((False, "all"), (True, "one")):
+                out.append(f"frozenasd_scoring_calls_total{_labels(threads=threads)} {calls[one_thread]}")
         head("frozenasd_queue_depth", "gauge", "Scoring requests admitted now (waiting or running).")
         out.append(f"frozenasd_queue_depth {queue_depth}")
         head("frozenasd_queue_limit", "gauge", "Scoring requests admitted at most (--queue).")

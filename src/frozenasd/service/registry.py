@@ -58,6 +58,7 @@ class Served:
     encoder_sha256: str
     has_frames: bool
     sha256: str = ""  # the fitted file's, for the score history
+    one_thread: ScoringModel | None = None  # the same model on one-thread sessions, for busy times
 
     def describe(self) -> dict[str, Any]:
         """The model as ``GET /v1/models`` lists it."""
@@ -124,11 +125,14 @@ class Registry:
         max_seconds: float = 600.0,
         threads: int | None = None,
         history: History | None = None,
+        one_thread: bool = False,
     ) -> Registry:
         """Load every fitted file (encoders checked, sessions opened once); FrozenASDError on a problem.
 
         With ``history``, every recording scored (or refused as unusable) gets a row there, as
         ``frozenasd watch`` writes them; a recording already recorded for its machine is not added again.
+        ``one_thread``: each model also on one-thread encoder sessions (one more session per encoder),
+        for requests scored side by side.
         """
         by_name: dict[str, Path] = {}
         for path in map(Path, paths):
@@ -140,18 +144,26 @@ class Registry:
                 )
             by_name[name] = path
         models: dict[str, Served] = {}
-        with sharing_sessions(SessionCache(spinning=False)) as sessions:
+        with sharing_sessions(SessionCache()) as sessions:
             for name, path in by_name.items():
                 if not path.is_file():
                     raise FrozenASDError(f"--fitted {path}: no such file")
                 model = ScoringModel.load(path, num_threads=threads)
                 has_frames = frame_detector(model.pipeline) is not None
-                models[name] = Served(name, path, model, encoder_hash(model), has_frames, file_sha256(path))
+                lean = ScoringModel.load(path, num_threads=1) if one_thread else None
+                models[name] = Served(
+                    name, path, model, encoder_hash(model), has_frames, file_sha256(path), lean
+                )
         return cls(models, sessions, max_seconds, history)
 
-    def score(self, served: Served, uploads: list[Upload], *, frames: bool = False) -> list[dict[str, Any]]:
-        """Score ``uploads`` together; per upload its result, or ``{"error", "detail"}`` when unusable."""
-        model = served.model
+    def score(
+        self, served: Served, uploads: list[Upload], *, frames: bool = False, one_thread: bool = False
+    ) -> list[dict[str, Any]]:
+        """Score ``uploads`` together; per upload its result, or ``{"error", "detail"}`` when unusable.
+
+        ``one_thread``: on the model's one-thread sessions when it has them (the scores are the same).
+        """
+        model = (served.one_thread if one_thread else None) or served.model
         clips: list[Clip | None] = []
         notes: list[dict[str, Any]] = []
         for upload in uploads:

@@ -37,7 +37,10 @@ def build_server(config: ServiceConfig, registry: Registry | None = None, **uvic
 
     config.check()
     registry = registry or Registry.load(
-        list(config.fitted), max_seconds=config.max_seconds, threads=config.threads
+        list(config.fitted),
+        max_seconds=config.max_seconds,
+        threads=config.threads,
+        one_thread=config.side_by_side_on_one_core,
     )
     app = create_app(registry, config)
     options = {
@@ -57,12 +60,22 @@ def serve(config: ServiceConfig) -> int:
     one_blas_thread_from_now()  # scoring threads overlap: their own scopes could not hold the limit
     history = None if config.history is None else History(config.history)
     registry = Registry.load(
-        list(config.fitted), max_seconds=config.max_seconds, threads=config.threads, history=history
+        list(config.fitted),
+        max_seconds=config.max_seconds,
+        threads=config.threads,
+        history=history,
+        one_thread=config.side_by_side_on_one_core,
     )
     for name, served in registry.models.items():
         print(f"model {name}: {served.model!r} from {served.path}", file=sys.stderr)
     sessions = registry.sessions
     print(f"{sessions.opened} encoder session(s) for {len(registry.models)} model(s)", file=sys.stderr)
+    workers = config.scoring_workers
+    if config.side_by_side_on_one_core:
+        how = "a request alone on every core, requests side by side on one core each"
+    else:
+        how = f"{config.threads or 'every core'} thread(s) per encoder call"
+    print(f"{workers} scoring worker(s): {how}", file=sys.stderr)
     if config.token is None:
         print("no --token-file: every client on this machine may score", file=sys.stderr)
     elif not is_loopback(config.host):

@@ -22,16 +22,12 @@ from frozenasd.hashing import file_sha256
 __all__ = ["SessionCache", "open_session", "sharing_sessions"]
 
 SessionKey = tuple[str, int, int, int, tuple[str, ...]]
-NO_SPINNING = "session.intra_op.allow_spinning"
 
 
 class SessionCache:
     """Sessions by (model sha256, intra-op threads, inter-op threads, optimisation level, providers)."""
 
-    def __init__(self, *, spinning: bool = True) -> None:
-        # spinning=False: ONNX Runtime's idle threads sleep instead of spinning, leaving the cores to
-        # the other work of the process (a service's HTTP handling) between and around encoder calls
-        self.spinning = spinning
+    def __init__(self) -> None:
         self._sessions: dict[SessionKey, Any] = {}
         self._lock = threading.Lock()
         self.opened = 0  # sessions created
@@ -83,6 +79,4 @@ def open_session(path: str | os.PathLike, options: Any, providers: Sequence[str]
     cache = _ACTIVE.get()
     if cache is None:
         return opener()
-    if not cache.spinning:
-        options.add_session_config_entry(NO_SPINNING, "0")
     return cache.get(path, options, providers, opener)
