@@ -155,7 +155,7 @@ def test_no_import_loop_among_modules():
 # The data flow, first to last: a part of frozenasd imports only parts of earlier layers.
 LAYERS = (
     ("errors",),
-    ("blas", "hashing", "text", "versions", "zip_limits"),
+    ("cores", "hashing", "text", "versions", "zip_limits"),
     ("safe_pickle",),
     ("data",),  # DCASE layout and names, audio, waveforms, data sets, synthetic machines
     ("embed",),  # frontends, ONNX encoders, the cache, the embedding stage and its executors

@@ -104,7 +104,7 @@ def test_workers_default_to_one_per_core_and_one_thread_calls_only_without_threa
     from frozenasd.service.config import ServiceConfig
 
     fitted = (Path("fan.npz"),)
-    monkeypatch.setattr(config_module, "usable_cores", lambda: 8)
+    monkeypatch.setattr(config_module, "usable_cores", lambda: 8)  # as imported there
     auto = ServiceConfig(fitted=fitted)
     assert (auto.scoring_workers, auto.side_by_side_on_one_core) == (8, True)
     threads = ServiceConfig(fitted=fitted, threads=2)

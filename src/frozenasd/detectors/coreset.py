@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from frozenasd.blas import one_blas_thread
+from frozenasd.cores import one_blas_thread
 
 # The per-problem distance arrays of one batch hold at most this many float32 values (64 MB each).
 _BATCH_ELEMENTS = 1 << 24

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from frozenasd.blas import one_blas_thread
+from frozenasd.cores import one_blas_thread
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip
 from frozenasd.embed.cache import EmbeddingCache

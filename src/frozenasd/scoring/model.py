@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from frozenasd.blas import one_blas_thread
+from frozenasd.cores import one_blas_thread
 from frozenasd.data.dcase import Clip
 from frozenasd.data.inputs import Inputs, check_machine_name, input_clips
 from frozenasd.detectors.frames import frame_detector, pipeline_frame_scores, width_problem

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from frozenasd.cores import usable_cores
 from frozenasd.errors import FrozenASDError
 
 MB = 1_000_000  # --max-upload-mb counts decimal megabytes, as curl and HTTP tools print sizes
@@ -78,14 +79,6 @@ class ServiceConfig:
         on keeping threads in step, which on small batches costs more than it gains.
         """
         return self.threads is None and self.scoring_workers > 1
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def is_loopback(host: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from frozenasd.blas import one_blas_thread_from_now
+from frozenasd.cores import one_blas_thread_from_now
 from frozenasd.errors import FrozenASDError
 from frozenasd.monitor.history import History
 from frozenasd.service.config import ServiceConfig, is_loopback

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import frozenasd.embed.executor as executor
 from frozenasd import ScoringModel
-from frozenasd.blas import one_blas_thread
+from frozenasd.cores import one_blas_thread
 
 
 def blas_threads() -> set[int]:
@@ -63,7 +63,7 @@ def test_from_now_keeps_one_thread_for_the_rest_of_the_process():
     code = """
 import threading
 from threadpoolctl import threadpool_info
-from frozenasd.blas import one_blas_thread, one_blas_thread_from_now
+from frozenasd.cores import one_blas_thread, one_blas_thread_from_now
 
 def score():  # a scoring worker's scope ends while another may still run
     with one_blas_thread():

@@ -1,4 +1,4 @@
-"""One BLAS thread while clips are embedded and scored, so that ONNX Runtime keeps every core.
+"""The cores this process may use, and numpy's BLAS kept to one thread so that ONNX Runtime has them.
 
 numpy's BLAS (OpenBLAS in the wheels) runs a matrix product on every core and then leaves its
 threads spinning for a while. The products of the frontends and detectors are small, so the extra
@@ -13,6 +13,7 @@ it (another thread's scope then changes nothing). A process that scores on sever
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,3 +41,11 @@ def one_blas_thread() -> Iterator[None]:
 def one_blas_thread_from_now() -> None:
     """BLAS on one thread for the rest of this process (called from its main thread)."""
     _blas_controller().limit(limits=1, user_api="blas")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
