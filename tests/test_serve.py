@@ -342,6 +342,7 @@ def test_one_thread_sessions_are_shared_too_and_score_the_same(models, tiny_data
     assert one is pump.one_thread._views.extractors[0].session_
     assert one is not fan.model._views.extractors[0].session_
     assert one.get_session_options().intra_op_num_threads == 1
+    assert fan.one_thread._views.executor.read_threads == 0  # no reader threads beside other workers
     assert Registry.load([models["fan"]]).models["fan"].one_thread is None
     clips = sorted((tiny_dataset / "fan" / "test").glob("*_000[0-3]_*.wav"))
     copies = []

@@ -27,6 +27,7 @@ from frozenasd.data.audio import library_path, load_audio
 from frozenasd.data.dcase import Clip
 from frozenasd.data.waveforms import WaveClip
 from frozenasd.detectors.frames import frame_detector
+from frozenasd.embed import LocalExecutor
 from frozenasd.embed.encoders.sessions import SessionCache, sharing_sessions
 from frozenasd.errors import FrozenASDError
 from frozenasd.hashing import file_sha256
@@ -150,7 +151,9 @@ class Registry:
                     raise FrozenASDError(f"--fitted {path}: no such file")
                 model = ScoringModel.load(path, num_threads=threads)
                 has_frames = frame_detector(model.pipeline) is not None
-                lean = ScoringModel.load(path, num_threads=1) if one_thread else None
+                lean = None
+                if one_thread:
+                    lean = ScoringModel.load(path, num_threads=1, executor=LocalExecutor(read_threads=0))
                 models[name] = Served(
                     name, path, model, encoder_hash(model), has_frames, file_sha256(path), lean
                 )
