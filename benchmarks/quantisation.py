@@ -250,7 +250,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
         lines += [
             "",
             "**aiSFX and YAMNet**, encoder time per 10-s clip (frontend excluded), fp32 vs int8 "
-            "(static QDQ, calibrated on synthetic clips), medians of the same rounds:",
+            "(aiSFX: static QDQ, calibrated on synthetic clips; YAMNet: its publisher's 8-bit "
+            "quantisation, weights requantised to 7 bits), medians of the same rounds:",
             "",
             "| backbone | fp32 ms/clip | int8 ms/clip | speed-up |",
             "|---|---:|---:|---:|",

@@ -24,7 +24,9 @@ _controller: Any = None
 def _blas_controller() -> Any:
     global _controller
     if _controller is None:  # finding the loaded BLAS libraries takes milliseconds: once
-        import numpy  # noqa: F401  (loads the BLAS library the controller must find)
+        # numpy and scipy (scikit-learn's) each bring a BLAS library: load both so the controller finds them
+        import numpy  # noqa: F401
+        import scipy.linalg  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
