@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -151,6 +152,32 @@ def test_two_processes_append_at_once_and_every_row_is_kept(tmp_path):
     with History(path) as h:
         identities = [r.identity for r in h.rows()]
     assert len(identities) == len(set(identities)) == 2 * 60 * 3
+
+
+OPENER = """
+import sys, time
+from frozenasd.monitor import History
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # every process opens the new file at the same moment
+History(sys.argv[1]).close()
+"""
+
+
+def test_processes_creating_one_new_history_at_once_all_open_it(tmp_path):
+    """Switching a new file to write-ahead logging can find it locked by another process doing the same."""
+    for trial in range(8):
+        path = tmp_path / f"h{trial}.sqlite"
+        start = f"{time.time() + 1.0:.3f}"
+        openers = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPENER, str(path), start], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        for opener in openers:
+            assert opener.wait(timeout=60) == 0, opener.stderr.read()
+        with History(path) as h:
+            assert h.rows() == []
 
 
 def test_the_rolling_median_is_trailing():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
@@ -118,7 +119,7 @@ class History:
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._journal_mode_wal()
             self._db.execute("PRAGMA synchronous = FULL")
             with self._transaction():
                 for statement in _SCHEMA.split(";"):
@@ -138,6 +139,21 @@ class History:
         if mode.lower() != "wal":
             self.close()
             raise FrozenASDError(f"{self.path}: cannot use write-ahead logging here (journal mode {mode})")
+
+    def _journal_mode_wal(self) -> str:
+        """Switch to write-ahead logging; the mode now in force.
+
+        Two processes creating the same new file at once can find it locked while the other switches,
+        without SQLite waiting the busy timeout: such a refusal is retried until the timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return str(self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     # -------------------------------------------------------------------------------------- write
     @contextmanager
