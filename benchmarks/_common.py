@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from datetime import datetime, timezone
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -40,3 +41,17 @@ def write_section(text: str, heading: str, path: Path = BENCHMARKS_MD) -> None:
         rest = "".join(lines[end:])
         new = "".join(lines[:start]) + text + ("\n" + rest if rest else "")
     path.write_text(new, encoding="utf-8")
+
+
+def publish(text: str, heading: str, path: Path | None) -> None:
+    """Print the section ``text``, and write it to ``path`` (a BENCHMARKS.md) when given."""
+    print(text.rstrip("\n"))
+    if path:
+        write_section(text, heading, path)
+
+
+def measured_now() -> str:
+    """``Measured <UTC time> on <CPU>, <cores> cores, Python <version>``: how a section starts."""
+    facts = machine()
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Measured {when} on {facts['cpu']}, {facts['cores']} cores, Python {facts['python']}"

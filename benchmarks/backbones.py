@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from _common import machine, write_section
+from _common import machine, publish
 from encoder import matmul_rate
 
 from frozenasd.backbones import prepare
@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         after = matmul_rate(threads)
     peak = {k: max(before[k], after[k]) for k in before}
     text = report(results, peak, len(files), args.runs, threads)
-    print(text, end="")
-    if args.benchmarks_md:
-        write_section(text, SECTION, args.benchmarks_md)
+    publish(text, SECTION, args.benchmarks_md)
     return 0
 
 

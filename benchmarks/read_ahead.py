@@ -16,10 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import machine, write_section
+from _common import measured_now, publish
 
 from frozenasd.backbones import resolve_model
 from frozenasd.data.dcase import list_clips
@@ -69,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             ms = 1000 * statistics.median(times[(view, readers)])
             cells.append(f"{ms:.1f}" + ("" if readers == 0 else f" ({1000 * alone / ms:.2f}×)"))
         rows.append(f"| {view} | " + " | ".join(cells) + " |")
-    facts = machine()
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     setup = (
-        f"Measured {when} on {facts['cpu']}, {facts['cores']} cores, Python {facts['python']}: "
+        f"{measured_now()}: "
         f"`python benchmarks/read_ahead.py --clips {args.clips} --rounds {args.rounds}`. "
         f"{args.clips} synthetic 10-second 16 kHz fan clips embedded with the local executor (no cache, "
         "ONNX Runtime on every core, BLAS on one thread), with 0, 1 or 2 threads reading and "
@@ -82,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = "| view | 0 readers ms/clip | 1 reader | 2 readers |\n|---|---:|---:|---:|"
     text = "\n\n".join([SECTION, setup, header + "\n" + "\n".join(rows)]) + "\n"
-    print(text)
-    if args.benchmarks_md:
-        write_section(text, SECTION, args.benchmarks_md)
+    publish(text, SECTION, args.benchmarks_md)
     return 0
 
 

@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import machine, write_section
+from _common import machine, publish
 
 from frozenasd.data.synth import synthesize
 from frozenasd.detectors.pipeline import DETECTORS
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             *(f"| {d} | {med:.2f} | {lo:.2f} | {hi:.2f} |" for d, med, lo, hi in rows),
         ]
     )
-    print(body)
-    if args.benchmarks_md:
-        write_section(body, SECTION, args.benchmarks_md)
+    publish(body, SECTION, args.benchmarks_md)
     return 0
 
 

@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import machine, write_section
+from _common import machine, publish
 
 from frozenasd.embed.executor import CHUNK, LocalExecutor
 
@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         times, started = measure(args.model, clips, args.rounds, cores)
         load = (before, os.getloadavg()[0])
     text = report(times, started, len(clips), args.rounds, args.model, cores, load)
-    print(text, end="")
-    if args.benchmarks_md:
-        write_section(text, SECTION, args.benchmarks_md)
+    publish(text, SECTION, args.benchmarks_md)
     return 0
 
 

@@ -17,10 +17,9 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import machine, write_section
+from _common import measured_now, publish
 
 from frozenasd.backbones import prepare
 from frozenasd.data.synth import synthesize
@@ -96,13 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             assert len(scored.scores) == len(test), scored.skipped
         print(f"round {run + 1}/{args.runs} done", file=sys.stderr)
 
-    info = machine()
     base = statistics.median(per_clip[BASELINE])
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
         "",
-        f"Measured {when} on {info['cpu']}, {info['cores']} cores, Python {info['python']}: "
+        f"{measured_now()}: "
         f"`python benchmarks/scoring_time.py --clips {args.clips} --runs {args.runs}`. Each round scores "
         f"the same {len(test)} synthetic 10-second fan clips with each fitted model in turn "
         "(`frozenasd score`'s work: loading the fitted file and encoders, reading, frontends, encoders, "
@@ -119,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{median / base:.2f} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.benchmarks_md:
-        write_section(text, SECTION, args.benchmarks_md)
+    publish(text, SECTION, args.benchmarks_md)
     return 0
 
 

@@ -30,11 +30,10 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx2 as httpx
-from _common import machine, write_section
+from _common import measured_now, publish
 
 from frozenasd import ScoringModel
 from frozenasd.data.synth import synthesize
@@ -171,11 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {backbone} | {label} | {clients} | {r['rps']:.1f} | {1000 * r['p50']:.0f} "
             f"| {1000 * r['p99']:.0f} | {1000 * reference:.0f} | {100 * overhead:+.1f} % | {r['errors']} |"
         )
-    facts = machine()
     kb = round(statistics.fmean(c.stat().st_size for c in clips) / 1000)
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     setup = (
-        f"Measured {when} on {facts['cpu']}, {facts['cores']} cores, Python {facts['python']}: "
+        f"{measured_now()}: "
         f"`python benchmarks/serve.py --clips {args.clips} --requests {args.requests} "
         f"--rounds {args.rounds}`. `frozenasd serve` "
         "serves an aiSFX and a YAMNet model (mean pooling, Mahalanobis) fitted on synthetic fan clips, "
@@ -196,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "| in-process ms per clip | overhead | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     text = "\n\n".join([SECTION, setup, header + "\n" + "\n".join(rows)]) + "\n"
-    print(text)
-    if args.benchmarks_md:
-        write_section(text, SECTION, args.benchmarks_md)
+    publish(text, SECTION, args.benchmarks_md)
     return 0
 
 

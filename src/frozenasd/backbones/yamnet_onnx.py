@@ -115,19 +115,8 @@ def _build_yamnet(path: Path) -> Any:
         helper.make_node("Identity", [final.input[0]], ["logits"]),
     ]
     used = {name for node in kept for name in node.input}
-    new_inits = [t for t in [*graph.initializer, *dequantised] if t.name in used and t.name != shape_name]
-    new_inits.append(numpy_helper.from_array(np.array([-1, 1024], dtype=np.int64), shape_name))
-    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
-    new_graph = helper.make_graph(
-        kept,
-        "yamnet_embedding",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *dims[1:]])],
-        [
-            helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 1024]),
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 521]),
-        ],
-        initializer=new_inits,
-    )
+    new_inits = [t for t in [*graph.initializer, *dequantised] if t.name in used]
+    new_graph = _embedding_graph(graph, kept, new_inits, shape_name, "yamnet_embedding")
     for t in new_graph.initializer:  # weights go inside the one file
         if t.data_location == TensorProto.EXTERNAL:
             raise ModelError(f"{path}: YAMNet weights were not loaded from the archive")
@@ -145,7 +134,7 @@ def _build_yamnet_int8(path: Path) -> Any:
     kept the pooled embeddings closer to the float model's (patch cosine 0.983 against 0.969 on
     average) at the same speed.
     """
-    from onnx import NodeProto, TensorProto, helper, numpy_helper
+    from onnx import NodeProto, helper, numpy_helper
 
     model = _read_yamnet_zip(path)
     graph = model.graph
@@ -199,13 +188,26 @@ def _build_yamnet_int8(path: Path) -> Any:
     ]
     final = only([n for n in graph.node if n.output[0] == out_name], "the output")
     nodes.append(helper.make_node("DequantizeLinear", ["logits_quantised", *final.input[1:]], ["logits"]))
-    shape_name = reshape.input[1]
-    initializer = [t for t in graph.initializer if t.name != shape_name]
+    new_graph = _embedding_graph(
+        graph, nodes, list(graph.initializer), reshape.input[1], "yamnet_embedding_int8"
+    )
+    return _make_model(new_graph)
+
+
+def _embedding_graph(
+    source: Any, nodes: list[Any], initializer: list[Any], shape_name: str, name: str
+) -> Any:
+    """The graph of ``nodes``: a float32 ``input`` shaped as ``source``'s with a free batch dimension, the
+    outputs ``emb`` (batch, 1024) and ``logits`` (batch, 521), the embedding reshape ``shape_name`` made
+    free of the batch size."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializer = [t for t in initializer if t.name != shape_name]
     initializer.append(numpy_helper.from_array(np.array([-1, 1024], dtype=np.int64), shape_name))
-    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
-    new_graph = helper.make_graph(
+    dims = [d.dim_value for d in source.input[0].type.tensor_type.shape.dim]
+    return helper.make_graph(
         nodes,
-        "yamnet_embedding_int8",
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *dims[1:]])],
         [
             helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 1024]),
@@ -213,4 +215,3 @@ def _build_yamnet_int8(path: Path) -> Any:
         ],
         initializer=initializer,
     )
-    return _make_model(new_graph)
