@@ -3,7 +3,8 @@
 numpy's BLAS (OpenBLAS in the wheels) runs a matrix product on every core and then leaves its
 threads spinning for a while. The products of the frontends and detectors are small, so the extra
 threads gain nothing there, but their spinning takes cores from the encoder that runs right after:
-on a 2-core machine it made one-clip aiSFX scoring 1.5× and YAMNet 2× slower. Inside
+on a 2-core machine it made one-clip aiSFX scoring 1.5× and YAMNet 1.4× slower
+(``benchmarks/blas_threads.py``). Inside
 :func:`one_blas_thread` BLAS runs on the calling thread alone.
 
 The limit is process-wide, as BLAS libraries keep it; threadpoolctl lets one thread at a time change
