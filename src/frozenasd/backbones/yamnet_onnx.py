@@ -130,9 +130,8 @@ def _build_yamnet_int8(path: Path) -> Any:
     weights, each weight's scale doubled so that its values fit 7 bits, as ``reduce_range`` does (no
     u8 × s8 saturation on CPUs without VNNI, see :mod:`frozenasd.backbones.quantise`). The input is
     float32 and quantised as the archive's first node expects it; ``emb`` and ``logits`` are the
-    dequantised embedding and logits. Against recalibrating the float graph on synthetic sounds, this
-    kept the pooled embeddings closer to the float model's (patch cosine 0.983 against 0.969 on
-    average) at the same speed.
+    dequantised embedding and logits. The publisher's activation ranges are kept rather than
+    recalibrated on synthetic sounds (:mod:`frozenasd.backbones.quantise` does that for aiSFX).
     """
     from onnx import NodeProto, helper, numpy_helper
 

@@ -152,7 +152,7 @@ class Registry:
                 model = ScoringModel.load(path, num_threads=threads)
                 has_frames = frame_detector(model.pipeline) is not None
                 lean = None
-                if one_thread:
+                if one_thread:  # beside other workers: reader threads would only take their cores
                     lean = ScoringModel.load(path, num_threads=1, executor=LocalExecutor(read_threads=0))
                 models[name] = Served(
                     name, path, model, encoder_hash(model), has_frames, file_sha256(path), lean
