@@ -15,12 +15,14 @@ Writes synthetic 10-second fan clips (16 kHz WAV, as DCASE data): 40 normal ones
 Reports requests/s, p50/p99 latency and the overhead: at 1 client the service's mean latency against
 one in-process call per clip, at 8 clients its time per clip against the faster in-process way. The
 clients share the machine with the service, as a recorder's uploader would. Rounds alternate the
-in-process and the service measurements; the table gives medians over rounds.
+in-process and the service measurements, one service running at a time (started for its turn); the
+table gives medians over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import socket
@@ -29,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -61,6 +65,22 @@ def wait_until_up(server: subprocess.Popen, url: str) -> None:
         if server.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("the service did not start")
         time.sleep(0.2)
+
+
+@contextmanager
+def service(options: list[str], fitted: dict[str, Path]) -> Iterator[str]:
+    """``frozenasd serve`` with ``options`` serving the ``fitted`` models, up; its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "frozenasd", "serve", "--port", str(port), *options]
+    command += [arg for path in fitted.values() for arg in ("--fitted", str(path))]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(server, url)
+        yield url
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(60)
 
 
 def in_process(model: ScoringModel, clips: list[Path]) -> dict[str, float]:
@@ -112,7 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmarks-md", type=Path, default=None, help="write the section to this file")
     args = parser.parse_args(argv)
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="frozenasd-serve-bench-"))
+    if args.work is not None:
+        return measure(args, args.work)
+    with tempfile.TemporaryDirectory(prefix="frozenasd-serve-bench-") as work:
+        return measure(args, Path(work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
+    """Write the clips and models into ``work``, measure, and publish the section."""
     synthesize(
         work / "data", ["fan"], seed=0, n_train_source=40, n_train_target=0,
         n_test_per_cell=max(1, args.clips // 4), duration_s=10.0, progress=False,
@@ -129,32 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     for model in models.values():
         model.score(clips[:2])  # warm-up
 
-    servers: dict[str, tuple[subprocess.Popen, str]] = {}
-    try:
+    # rounds alternate in-process and service measurements, so that both meet the machine's moods; one
+    # service runs at a time (an idle second one was seen to change the first's single-client latency)
+    local: dict[str, list[dict[str, float]]] = {b: [] for b in BACKBONES}
+    served: dict[tuple[str, str, int], list[dict[str, float]]] = {
+        (b, label, c): [] for b in BACKBONES for label in SETTINGS for c in LEVELS
+    }
+    for _ in range(args.rounds):
+        for backbone in BACKBONES:
+            local[backbone].append(in_process(models[backbone], clips))
         for label, options in SETTINGS.items():
-            port = free_port()
-            command = [sys.executable, "-m", "frozenasd", "serve", "--port", str(port), *options]
-            command += [arg for b in BACKBONES for arg in ("--fitted", str(fitted[b]))]
-            server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            servers[label] = server, f"http://127.0.0.1:{port}"
-            wait_until_up(*servers[label])
-        # rounds alternate in-process and service measurements, so that both meet the machine's moods
-        local: dict[str, list[dict[str, float]]] = {b: [] for b in BACKBONES}
-        served: dict[tuple[str, str, int], list[dict[str, float]]] = {
-            (b, label, c): [] for b in BACKBONES for label in SETTINGS for c in LEVELS
-        }
-        for _ in range(args.rounds):
-            for backbone in BACKBONES:
-                local[backbone].append(in_process(models[backbone], clips))
-                for label, (_, url) in servers.items():
+            with service(options, fitted) as url:
+                for backbone in BACKBONES:
                     for clients in LEVELS:
                         served[(backbone, label, clients)].append(
                             load(url, backbone, clips, clients, args.requests)
                         )
-    finally:
-        for server, _ in servers.values():
-            os.kill(server.pid, signal.SIGTERM)
-            server.wait(60)
 
     rows = []
     for (backbone, label, clients), rounds in served.items():
@@ -171,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {1000 * r['p99']:.0f} | {1000 * reference:.0f} | {100 * overhead:+.1f} % | {r['errors']} |"
         )
     kb = round(statistics.fmean(c.stat().st_size for c in clips) / 1000)
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"  # uvicorn's choice
     setup = (
         f"{measured_now()}: "
         f"`python benchmarks/serve.py --clips {args.clips} --requests {args.requests} "
@@ -178,15 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         "serves an aiSFX and a YAMNet model (mean pooling, Mahalanobis) fitted on synthetic fan clips, "
         "with its defaults (a scoring worker per core; a request alone runs its encoder on every core, "
         "calls made beside other requests on one core each) and with `--workers 1` (every call on every "
-        "core); clients in another process post "
+        f"core; uvicorn parsing HTTP with {parser}); clients in another process post "
         f"{args.clips} synthetic 10-second 16 kHz WAV clips ({kb} KB each, multipart) over loopback HTTP, "
         f"{args.requests} requests per row after a warm-up, 1 or 8 at a time, on the same cores as the "
         "service. In-process reference: `ScoringModel.load` once, then at 1 client one `score` call per "
         "clip (a caller scoring each recording as it comes), at 8 clients the faster of that and all clips "
         "in one call (batched). Overhead: at 1 client the mean latency against the in-process time per "
         "clip; at 8 clients the service's time per clip (1 / requests per second) against the reference. "
-        "Each round measures the in-process reference and then the service, per model; the table gives "
-        "the medians over rounds (errors: their sum)."
+        "Each round measures the in-process references, then starts each service setting in turn (one "
+        "service at a time) and measures both models; the table gives the medians over rounds (errors: "
+        "their sum)."
     )
     header = (
         "| model | service settings | clients | requests/s | p50 latency ms | p99 latency ms "

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import io
 import re
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from frozenasd.data.audio import SAMPLE_RATE, load_audio
+from frozenasd.data.audio import SAMPLE_RATE, audio_header_bytes, load_audio, load_audio_bytes
 from frozenasd.errors import AudioError
 
 
@@ -126,6 +128,11 @@ def _raises_with_path(path: Path, pattern: str, **kwargs) -> None:
     message = str(info.value)
     assert _path_in(message, path), message
     assert re.search(pattern, message), message
+    if path.is_file():  # the same bytes in memory are refused alike, under the name they came by
+        label = f"an upload{path.suffix}"
+        with pytest.raises(AudioError) as held:
+            load_audio_bytes(path.read_bytes(), label, **kwargs)
+        assert str(held.value) == message.replace(str(path), label)
 
 
 def test_missing_file(tmp_path):
@@ -260,7 +267,39 @@ def _write_noise(path: Path, fmt: str, subtype: str, rate: int, seconds: float =
 def test_whole_files_of_every_container_load(tmp_path, name, fmt, subtype, rate, container):
     path = tmp_path / name
     data = _write_noise(path, fmt, subtype, rate)
-    assert abs(len(load_audio(path)) - len(data) * SAMPLE_RATE / rate) <= 1
+    wave = load_audio(path)
+    assert abs(len(wave) - len(data) * SAMPLE_RATE / rate) <= 1
+    held = load_audio_bytes(path.read_bytes(), "an upload", max_seconds=None)  # no extension to go by
+    np.testing.assert_array_equal(held, wave)
+    assert audio_header_bytes(path.read_bytes(), "an upload") == (len(data), rate)
+
+
+def test_bytes_in_memory_read_as_the_file_does(tmp_path):
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, (44100, 2))
+    for name, subtype in [("a.wav", "PCM_16"), ("b.wav", "FLOAT"), ("c.flac", "PCM_24")]:
+        sf.write(tmp_path / name, x, 44100, subtype=subtype)
+        blob = (tmp_path / name).read_bytes()
+        for kwargs in [{}, {"max_seconds": 0.25}, {"sample_rate": 22050}]:
+            np.testing.assert_array_equal(
+                load_audio_bytes(blob, name, **kwargs), load_audio(tmp_path / name, **kwargs)
+            )
+    with pytest.raises(AudioError, match=r"^upload\.wav: empty file \(0 bytes\)$"):
+        load_audio_bytes(b"", "upload.wav")
+
+
+def test_a_format_known_by_its_extension_alone_reads_from_memory_too(tmp_path):
+    # Headerless OKI ADPCM: libsndfile tells it by ".vox" and cannot open the bare bytes.
+    path = tmp_path / "a.vox"
+    sf.write(path, np.random.default_rng(5).uniform(-0.3, 0.3, 8000), 8000, format="RAW", subtype="VOX_ADPCM")
+    blob = path.read_bytes()
+    with pytest.raises(sf.LibsndfileError):
+        sf.SoundFile(io.BytesIO(blob))
+    np.testing.assert_array_equal(load_audio_bytes(blob, "upload.vox"), load_audio(path))
+    assert audio_header_bytes(blob, "upload.vox") == (8000, 8000)
+    assert audio_header_bytes(blob, "upload.bin") is None
+    with pytest.raises(AudioError, match=r"^upload\.bin: cannot be read as audio"):
+        load_audio_bytes(blob, "upload.bin")
+    assert not list(Path(tempfile.gettempdir()).glob("frozenasd-*.vox"))  # the spilled copies are gone
 
 
 @pytest.mark.parametrize(("name", "fmt", "subtype", "rate", "container"), _CONTAINERS)

@@ -24,6 +24,7 @@ from service_server import running  # noqa: E402
 
 from frozenasd import ScoringModel  # noqa: E402
 from frozenasd.cli import main  # noqa: E402
+from frozenasd.service import uploads  # noqa: E402
 from frozenasd.service.config import ServiceConfig  # noqa: E402
 from frozenasd.service.registry import Registry, Upload  # noqa: E402
 
@@ -94,6 +95,32 @@ def test_scores_equal_frozenasd_score_for_every_way_of_sending(client, models, t
     assert body["n_scored"] == 20 and body["n_anomalous"] == sum(c["anomalous"] for c in expected.values())
     for result in body["results"]:
         assert result["score"] == pytest.approx(expected[result["file"]]["score"], abs=1e-9, rel=0)
+
+
+def test_uploads_past_the_memory_budget_go_to_files_and_score_the_same(client, tiny_dataset, monkeypatch):
+    files = sorted((tiny_dataset / "fan" / "test").glob("*_000[0-1]_*.wav"))[:6]
+    sent = [("files", (f.name, f.read_bytes())) for f in files]
+    held = client.post("/v1/models/fan/score-batch", files=sent).json()["results"]
+    spilled: list[str] = []
+    paths: list[Path] = []
+
+    def target(folder: Path, name: str) -> Path:
+        spilled.append(name)
+        paths.append(make_target(folder, name))
+        return paths[-1]
+
+    make_target = uploads._target
+    monkeypatch.setattr(uploads, "_target", target)
+    size = files[0].stat().st_size
+    monkeypatch.setattr(uploads, "MEMORY_BUDGET", 3 * size + size // 2)  # three files fit
+    on_disk = client.post("/v1/models/fan/score-batch", files=sent).json()["results"]
+    assert spilled == [f.name for f in files[3:]]
+    assert [r["score"] for r in on_disk] == pytest.approx([r["score"] for r in held], abs=1e-12, rel=0)
+    monkeypatch.setattr(uploads, "MEMORY_BUDGET", size // 2)  # a raw body past it: to a file midway
+    raw = client.post(f"/v1/models/fan/score?filename={files[4].name}", content=files[4].read_bytes())
+    assert spilled[-1] == files[4].name and len(spilled) == 4
+    assert raw.json()["score"] == pytest.approx(held[4]["score"], abs=1e-12, rel=0)
+    assert not [p for p in paths if p.exists()]  # every temporary file removed
 
 
 def test_without_the_token_nothing_is_processed(service, registry, models, tiny_dataset, monkeypatch):
@@ -308,7 +335,13 @@ def test_models_metrics_and_docs(client, models, tiny_dataset):
     ]:
         assert value(text, metric) - value(before, metric) == grew, metric
     assert "# TYPE frozenasd_request_seconds histogram" in text and "frozenasd_queue_limit 16" in text
-    paths = client.get("/openapi.json").json()["paths"]
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path in ("/v1/models/{name}/score", "/v1/models/{name}/score-batch", "/v1/models", "/metrics"):
+        operation = next(iter(paths[path].values()))
+        assert operation["security"] == [{"HTTPBearer": []}], path
+    assert "security" not in paths["/healthz"]["get"]
     assert {
         "/v1/models/{name}/score",
         "/v1/models/{name}/score-batch",
@@ -345,10 +378,10 @@ def test_one_thread_sessions_are_shared_too_and_score_the_same(models, tiny_data
     assert fan.one_thread._views.executor.read_threads == 0  # no reader threads beside other workers
     assert Registry.load([models["fan"]]).models["fan"].one_thread is None
     clips = sorted((tiny_dataset / "fan" / "test").glob("*_000[0-3]_*.wav"))
-    copies = []
-    for clip in clips:
+    copies = [Upload(clips[0].name, data=clips[0].read_bytes())]  # held in memory, and in files
+    for clip in clips[1:]:
         shutil.copy(clip, tmp_path / clip.name)
-        copies.append(Upload(tmp_path / clip.name, clip.name))
+        copies.append(Upload(clip.name, path=tmp_path / clip.name))
     every_core = both.score(fan, copies)
     one_core = both.score(fan, copies, one_thread=True)
     assert [r["score"] for r in one_core] == pytest.approx([r["score"] for r in every_core], abs=1e-9, rel=0)

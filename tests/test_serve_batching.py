@@ -43,7 +43,7 @@ def served() -> Served:
 
 
 def uploads(name: str) -> list[Upload]:
-    return [Upload(Path(f"{name}.wav"), f"{name}.wav")]
+    return [Upload(f"{name}.wav", path=Path(f"{name}.wav"))]
 
 
 @pytest.mark.parametrize("one_thread", [True, False])

@@ -7,14 +7,20 @@ files are recognised from their headers, others by the frames libsndfile finds),
 
 Memory is bounded by a block, not by the file: decoding, the channel mean and resampling (a soxr stream)
 proceed a block of samples at a time, and only the mono float32 signal at the target rate is kept.
+
+A file's bytes held in memory (an upload) are read the same way by :func:`load_audio_bytes`, with the
+same result and the same refusals. The container checks are in :mod:`frozenasd.data.containers`.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import struct
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from frozenasd.data.containers import container_name, truncation
 from frozenasd.errors import AudioError
 
 SAMPLE_RATE = 16000
@@ -41,12 +48,6 @@ MAX_MAGNITUDE = 1e6
 
 READ_BLOCK = 1 << 20  # samples (over all channels) decoded at a time
 
-# A RIFF data-chunk size that streaming writers leave unset (0) or at the maximum; not a truncation.
-_OPEN_ENDED_SIZES = (0, 0xFFFFFFFF)
-_W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")
-_W64_DATA = bytes.fromhex("64617461f3acd3118cd100c04f8edb8a")
-_OGG_EOS = 0x04
-
 # libsndfile's words for a header it could not make sense of; they name no cause a user could act on.
 _UNINFORMATIVE = (
     "SF_INFO struct incomplete",
@@ -56,173 +57,60 @@ _UNINFORMATIVE = (
 )
 
 
-def _shortfall(container: str, declared: int, present: int) -> str | None:
-    """The truncation message when ``declared`` bytes of audio data exceed the ``present`` ones."""
-    if declared <= present:
-        return None
-    return (
-        f"truncated {container} file: the header declares {declared} bytes of audio data "
-        f"but only {max(present, 0)} are present"
+@dataclass(frozen=True)
+class _Source:
+    """A recording's bytes, on disk or in memory: what messages call it, its size and how to open it."""
+
+    label: Path
+    size: int
+    open_raw: Callable[[], BinaryIO]
+    open_sound: Callable[[], sf.SoundFile]
+
+
+def _file_source(path: Path, label: Path | None = None) -> _Source:
+    return _Source(
+        label or path,
+        path.stat().st_size,
+        lambda: open(path, "rb"),
+        lambda: sf.SoundFile(library_path(path)),
     )
 
 
-def _riff_check(fh: BinaryIO, size: int, head: bytes) -> str | None:
-    """WAV (RIFF/RIFX) and RF64/BW64: the data chunk's size (RF64: its ds64 size) against the bytes left."""
-    endian = ">" if head[:4] == b"RIFX" else "<"
-    container = "WAV" if head[:4] in (b"RIFF", b"RIFX") else "RF64"
-    ds64_data: int | None = None
-    pos = 12
-    while pos + 8 <= size:
-        fh.seek(pos)
-        chunk_id, chunk_size = struct.unpack(endian + "4sI", fh.read(8))
-        if chunk_id == b"ds64" and chunk_size >= 16 and pos + 24 <= size:
-            ds64_data = struct.unpack("<QQ", fh.read(16))[1]
-        if chunk_id == b"data":
-            declared = chunk_size
-            if container == "RF64" and chunk_size == 0xFFFFFFFF and ds64_data is not None:
-                declared = 0 if ds64_data == 0xFFFFFFFFFFFFFFFF else ds64_data
-            if declared in _OPEN_ENDED_SIZES:
-                return None
-            return _shortfall(container, declared, size - pos - 8)
-        pos += 8 + chunk_size + (chunk_size & 1)
-    return None
+class _HeldBytes(io.BytesIO):
+    """A file's bytes as libsndfile reads them: a seek before the start fails quietly, as on a file."""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: len(self.getbuffer())}[whence]
+        if base + offset < 0:  # BytesIO would raise inside libsndfile's callback, which prints it
+            return self.tell()
+        return super().seek(offset, whence)
 
 
-def _aiff_check(fh: BinaryIO, size: int, frames: int) -> str | None:
-    """AIFF/AIFC: the SSND chunk's size (less its offset and block-size words) against the bytes left,
-    and the COMM chunk's frame count against the ``frames`` libsndfile found in that data."""
-    pos, declared_frames, cut = 12, 0, None
-    while pos + 8 <= size:
-        fh.seek(pos)
-        chunk_id, chunk_size = struct.unpack(">4sI", fh.read(8))
-        if chunk_id == b"COMM" and chunk_size >= 6 and pos + 14 <= size:
-            declared_frames = struct.unpack(">hI", fh.read(6))[1]
-        elif chunk_id == b"SSND" and chunk_size not in _OPEN_ENDED_SIZES:
-            cut = _shortfall("AIFF", chunk_size - 8, size - pos - 16)
-        pos += 8 + chunk_size + (chunk_size & 1)
-    if cut is None and declared_frames > frames:
-        cut = f"truncated AIFF file: the header declares {declared_frames} frames but its data holds {frames}"
-    return cut
+def _memory_source(data: bytes, label: Path) -> _Source:
+    return _Source(label, len(data), lambda: _HeldBytes(data), lambda: sf.SoundFile(_HeldBytes(data)))
 
 
-def _w64_check(fh: BinaryIO, size: int) -> str | None:
-    """W64: the data chunk's 64-bit size (which counts its 24-byte header) against the bytes left."""
-    pos = 40
-    while pos + 24 <= size:
-        fh.seek(pos)
-        guid, chunk_size = struct.unpack("<16sQ", fh.read(24))
-        if chunk_size < 24:  # malformed; libsndfile judges it
-            return None
-        if guid == _W64_DATA:
-            return _shortfall("W64", chunk_size - 24, size - pos - 24)
-        pos += (chunk_size + 7) & ~7
-    return None
+def _header_check(source: _Source, frames: int) -> str | None:
+    """Why the file's container header shows it cut short (see :func:`truncation`), or None."""
+    with source.open_raw() as fh:
+        return truncation(fh, source.size, frames)
 
 
-def _caf_check(fh: BinaryIO, size: int) -> str | None:
-    """CAF: the data chunk's size (-1: open-ended; it counts a 4-byte edit count) against the bytes left."""
-    pos = 8
-    while pos + 12 <= size:
-        fh.seek(pos)
-        chunk_type, chunk_size = struct.unpack(">4sq", fh.read(12))
-        if chunk_type == b"data":
-            return None if chunk_size == -1 else _shortfall("CAF", chunk_size - 4, size - pos - 16)
-        if chunk_size < 0:
-            return None
-        pos += 12 + chunk_size
-    return None
+def _container(source: _Source) -> str:
+    with source.open_raw() as fh:
+        return container_name(fh.read(16), source.label.suffix)
 
 
-def _au_check(fh: BinaryIO, size: int, head: bytes) -> str | None:
-    """AU: the header's data size (all ones: unknown) against the bytes after the data offset."""
-    offset, data_size = struct.unpack((">" if head[:4] == b".snd" else "<") + "II", head[4:12])
-    return None if data_size == 0xFFFFFFFF else _shortfall("AU", data_size, size - offset)
-
-
-def _ogg_check(fh: BinaryIO, size: int) -> str | None:
-    """Ogg (Vorbis, Opus, FLAC): every page whole, the last one marked end-of-stream.
-
-    Pages are walked by their headers alone; bytes that are not a page stop the walk undecided.
-    """
-    pos, flags = 0, 0
-    while pos < size:
-        fh.seek(pos)
-        header = fh.read(27)
-        if not (header.startswith(b"OggS") or b"OggS".startswith(header)):
-            return None  # not a page
-        if len(header) < 27:
-            return f"truncated Ogg file: it ends inside the header of the page at byte {pos}"
-        flags, segments = header[5], header[26]
-        lacing = fh.read(segments)
-        length = 27 + segments + sum(lacing)
-        if len(lacing) < segments or pos + length > size:
-            return (
-                f"truncated Ogg file: the page at byte {pos} declares {length} bytes "
-                f"but only {size - pos} are present"
-            )
-        pos += length
-    if not flags & _OGG_EOS:
-        return "truncated Ogg file: the stream ends without its end-of-stream page"
-    return None
-
-
-def _header_check(path: Path, frames: int) -> str | None:
-    """Why the file's container header shows it cut short, or None (also for containers not checked here).
-
-    ``frames`` is libsndfile's count of the frames present.
-
-    libsndfile silently shortens such files to the bytes present, so the headers are read here.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(40)
-        if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and head[8:12] == b"WAVE":
-            return _riff_check(fh, size, head)
-        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-            return _aiff_check(fh, size, frames)
-        if head[:16] == _W64_RIFF:
-            return _w64_check(fh, size)
-        if head[:4] == b"caff":
-            return _caf_check(fh, size)
-        if head[:4] in (b".snd", b"dns.") and len(head) >= 12:
-            return _au_check(fh, size, head)
-        if head[:4] == b"OggS":
-            return _ogg_check(fh, size)
-    return None
-
-
-def _container(path: Path) -> str:
-    """The container a file claims to be, from its first bytes (else its extension) for messages."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    magic = {
-        b"RIFF": "WAV",
-        b"RIFX": "WAV",
-        b"RF64": "RF64",
-        b"BW64": "RF64",
-        b"FORM": "AIFF",
-        b"caff": "CAF",
-        b".snd": "AU",
-        b"OggS": "Ogg",
-        b"fLaC": "FLAC",
-    }
-    if head == _W64_RIFF:
-        return "W64"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "MP3"
-    return magic.get(head[:4]) or path.suffix.lstrip(".").upper() or "audio"
-
-
-def _library_error(path: Path, exc: Exception) -> AudioError:
+def _library_error(source: _Source, exc: Exception) -> AudioError:
     """An AudioError with libsndfile's reason, made actionable where libsndfile's own words are not."""
     # libsndfile errors carry the bare reason in error_string; str(exc) repeats the path
     reason = getattr(exc, "error_string", None) or str(exc)
     if any(words in reason for words in _UNINFORMATIVE):
         return AudioError(
-            f"{path}: cannot be read as audio: not a valid {_container(path)} file, its header is "
-            f"malformed or cut short (libsndfile: {reason})"
+            f"{source.label}: cannot be read as audio: not a valid {_container(source)} file, its header "
+            f"is malformed or cut short (libsndfile: {reason})"
         )
-    return AudioError(f"{path}: cannot be read as audio ({reason})")
+    return AudioError(f"{source.label}: cannot be read as audio ({reason})")
 
 
 def _check_rate(path: Path, rate: int) -> None:
@@ -340,8 +228,7 @@ def load_audio(
     ``min_samples``: reject clips shorter than this many samples after resampling.
     ``max_seconds``: read only the first seconds of a longer file (its mean is then theirs).
     """
-    if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    _check_target_rate(sample_rate)
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: audio file does not exist")
@@ -349,18 +236,93 @@ def load_audio(
         raise AudioError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    return _load(_file_source(path), int(sample_rate), min_samples, max_seconds)
+
+
+def load_audio_bytes(
+    data: bytes,
+    name: str | os.PathLike[str],
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    min_samples: int | None = None,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """:func:`load_audio` of a file's bytes held in memory (an upload); messages call it ``name``.
+
+    The result, and every refusal, is the one ``load_audio`` gives for the same bytes in a file called
+    ``name``: libsndfile tells a few formats by the file's extension alone, so bytes it cannot open from
+    memory are read from a temporary file with ``name``'s extension.
+    """
+    _check_target_rate(sample_rate)
+    label = Path(name)
+    if not data:
+        raise AudioError(f"{label}: empty file (0 bytes)")
+    memory = _memory_source(data, label)
+    if _opens(memory):
+        return _load(memory, int(sample_rate), min_samples, max_seconds)
+    with _spilled(data, label.suffix) as path:
+        return _load(_file_source(path, label), int(sample_rate), min_samples, max_seconds)
+
+
+def audio_header_bytes(data: bytes, name: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(frames, sample_rate)`` from the header of a file's bytes in memory; None when unreadable."""
+    memory = _memory_source(data, Path(name))
     try:
-        with sf.SoundFile(library_path(path)) as f:
-            _check_rate(path, f.samplerate)
-            cut = _header_check(path, f.frames)
+        with memory.open_sound() as f:
+            return f.frames, f.samplerate
+    except (sf.SoundFileError, RuntimeError, OSError):
+        pass
+    with _spilled(data, Path(name).suffix) as path:
+        try:
+            info = sf.info(library_path(path))
+        except (sf.SoundFileError, RuntimeError, OSError):
+            return None
+        return info.frames, info.samplerate
+
+
+def _check_target_rate(sample_rate: int) -> None:
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+
+
+def _opens(source: _Source) -> bool:
+    try:
+        with source.open_sound():
+            return True
+    except (sf.SoundFileError, RuntimeError, OSError):
+        return False
+
+
+@contextmanager
+def _spilled(data: bytes, suffix: str) -> Iterator[Path]:
+    """A temporary file holding ``data``, named with ``suffix`` when it is a plain extension."""
+    fd, name = tempfile.mkstemp(
+        prefix="frozenasd-", suffix=suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ".audio"
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def _load(
+    source: _Source, sample_rate: int, min_samples: int | None, max_seconds: float | None
+) -> np.ndarray:
+    label = source.label
+    try:
+        with source.open_sound() as f:
+            _check_rate(label, f.samplerate)
+            cut = _header_check(source, f.frames)
             if cut is not None:
-                raise AudioError(f"{path}: {cut}")
-            mono = _decode(path, f, int(sample_rate), max_seconds)
+                raise AudioError(f"{label}: {cut}")
+            mono = _decode(label, f, sample_rate, max_seconds)
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
-        raise _library_error(path, exc) from exc
+        raise _library_error(source, exc) from exc
     if min_samples is not None and mono.shape[0] < min_samples:
         raise AudioError(
-            f"{path}: too short: {mono.shape[0]} samples at {sample_rate} Hz, "
+            f"{label}: too short: {mono.shape[0]} samples at {sample_rate} Hz, "
             f"shorter than the required {min_samples} samples"
         )
     return mono

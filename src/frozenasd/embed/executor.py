@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from frozenasd.cores import one_blas_thread, usable_cores
 from frozenasd.data.dcase import Clip
-from frozenasd.data.waveforms import WaveClip
+from frozenasd.data.file_bytes import held_in_memory
 from frozenasd.embed.cache import EmbeddingCache
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.steps import (  # Embedded is defined there, beside the steps that build it
@@ -122,8 +122,8 @@ def embed_clips(
 
     A bad clip is skipped and reported through ``warn``: one that cannot be read, and one the encoder
     fails on (a batch that fails is embedded again clip by clip). ``clips`` are of one machine and
-    split; a ``WaveClip`` is embedded from the samples it holds (and never cached). Clips longer
-    than the encoder's longest input are listed in ``cut`` and reported once. ``read_threads``
+    split; a ``WaveClip`` or ``BytesClip`` is embedded from the audio it holds (and never cached).
+    Clips longer than the encoder's longest input are listed in ``cut`` and reported once. ``read_threads``
     threads read and featurise up to ``CHUNK`` clips ahead while the encoder runs (default:
     :func:`default_read_threads`); the results and warnings come in the clips' order either way.
     """
@@ -132,7 +132,7 @@ def embed_clips(
         extractor.fit()
     limits = ClipLimits.of(extractor)
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
-    if any(isinstance(c, WaveClip) for c in clips):
+    if any(map(held_in_memory, clips)):
         cache = None  # waveforms in memory have no file to identify them by
     skipped: dict[int, str] = {}
     pending: list[tuple[int, str, np.ndarray]] = []

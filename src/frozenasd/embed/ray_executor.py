@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from frozenasd.cores import one_blas_thread
 from frozenasd.data.dcase import Clip
-from frozenasd.data.waveforms import WaveClip
+from frozenasd.data.file_bytes import held_in_memory
 from frozenasd.embed.cache import EmbeddingCache
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
 from frozenasd.embed.executor import CHUNK, Embedded, default_warn, embed_clips
@@ -260,7 +260,7 @@ class RayExecutor:
     ) -> Embedded:
         """See :class:`~frozenasd.embed.executor.Executor`; waveforms in memory are embedded here."""
         self.last_run = RayRun()
-        if not clips or any(isinstance(c, WaveClip) for c in clips):
+        if not clips or any(map(held_in_memory, clips)):
             return embed_clips(extractor, clips, cache=cache, progress=progress, desc=desc, warn=warn)
         warn = warn or default_warn
         if not hasattr(extractor, "session_"):

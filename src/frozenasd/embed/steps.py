@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from frozenasd.data.audio import load_audio, samples_at
+from frozenasd.data.audio import load_audio, load_audio_bytes, samples_at
 from frozenasd.data.dcase import Clip
+from frozenasd.data.file_bytes import BytesClip
 from frozenasd.data.waveforms import WaveClip, read_wave
 from frozenasd.embed.cache import clip_identity
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor
@@ -135,6 +136,8 @@ def clip_features(
     try:
         if isinstance(clip, WaveClip):
             wave = read_wave(clip, limits.sample_rate, **bounds)
+        elif isinstance(clip, BytesClip):
+            wave = load_audio_bytes(clip.data, path, limits.sample_rate, **bounds)
         else:
             wave = load_audio(path, limits.sample_rate, **bounds)
         features = extractor.features(wave, limits.sample_rate)

@@ -13,6 +13,7 @@ only the start of a long clip (EAT's longest input).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -23,8 +24,9 @@ from typing import Any
 
 import soundfile as sf
 
-from frozenasd.data.audio import library_path, load_audio
+from frozenasd.data.audio import audio_header_bytes, library_path, load_audio, load_audio_bytes
 from frozenasd.data.dcase import Clip
+from frozenasd.data.file_bytes import bytes_clip
 from frozenasd.data.waveforms import WaveClip
 from frozenasd.detectors.frames import frame_detector
 from frozenasd.embed import LocalExecutor
@@ -43,10 +45,24 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 @dataclass
 class Upload:
-    """A recording received: the temporary file holding its bytes and the name to report it by."""
+    """A recording received: the name to report it by and its bytes, in memory or in a temporary file."""
 
-    path: Path
     name: str
+    data: bytes | None = None
+    path: Path | None = None
+
+    @property
+    def size(self) -> int:
+        """Its length in bytes."""
+        if self.data is not None:
+            return len(self.data)
+        return self.path.stat().st_size if self.path is not None else 0
+
+    def sha256(self) -> str:
+        """The sha256 of its bytes."""
+        if self.data is not None:
+            return hashlib.sha256(self.data).hexdigest()
+        return file_sha256(self.path) if self.path is not None else hashlib.sha256().hexdigest()
 
 
 @dataclass
@@ -169,8 +185,8 @@ class Registry:
         model = (served.one_thread if one_thread else None) or served.model
         clips: list[Clip | None] = []
         notes: list[dict[str, Any]] = []
-        for upload in uploads:
-            clip, note = self._clip(model, upload)
+        for k, upload in enumerate(uploads):
+            clip, note = self._clip(model, upload, k)
             clips.append(clip)
             notes.append(note)
         usable = [c for c in clips if c is not None]
@@ -181,7 +197,7 @@ class Registry:
         for upload, clip, note in zip(uploads, clips, notes, strict=True):
             name = printable(upload.name)
             if clip is None or clip.path not in row:
-                reason = note.get("error") or reasons.get(clip.path if clip else upload.path, "not scored")
+                reason = note.get("error") or (reasons.get(clip.path, "not scored") if clip else "not scored")
                 results.append(
                     {"file": name, "error": "unscorable", "detail": f"{name}: {printable(reason)}"}
                 )
@@ -225,8 +241,8 @@ class Registry:
                     threshold=float(served.model.threshold),
                     anomalous=result["anomalous"] if scored else None,
                     scored_at=iso_utc(now),
-                    identity=file_sha256(upload.path),
-                    size=upload.path.stat().st_size,
+                    identity=upload.sha256(),
+                    size=upload.size,
                     reason=None if scored else result["detail"],
                     model=served.path.name,
                     model_sha256=served.sha256,
@@ -235,32 +251,52 @@ class Registry:
             )
         return rows
 
-    def _clip(self, model: ScoringModel, upload: Upload) -> tuple[Clip | None, dict[str, Any]]:
-        """The clip to score for ``upload`` (cut when too long) and what to say about it."""
-        clip = Clip.from_path(upload.path, model.machine, "score")
-        try:
-            header = sf.info(library_path(upload.path))
-            duration = header.frames / header.samplerate if header.samplerate > 0 else None
-        except (sf.SoundFileError, RuntimeError, OSError):
+    def _clip(self, model: ScoringModel, upload: Upload, k: int) -> tuple[Clip | None, dict[str, Any]]:
+        """The clip to score for ``upload``, the ``k``-th of its call (cut when too long), and what to
+        say about it."""
+        if upload.data is not None:  # named apart from the call's other uploads, with the name's extension
+            label = Path(f"<upload {k}>{Path(upload.name).suffix}")
+            clip: Clip = bytes_clip(upload.data, label, model.machine)
+            header = audio_header_bytes(upload.data, label)
+        else:
+            assert upload.path is not None
+            label = upload.path
+            clip = Clip.from_path(upload.path, model.machine, "score")
+            header = _file_header(upload.path)
+        if header is None:
             return clip, {"duration_s": None}  # not readable: the loader says why when scoring
+        frames, rate = header
+        duration = frames / rate if rate > 0 else None
         note: dict[str, Any] = {"duration_s": duration}
         if duration is None:
             return clip, note
         if duration > self.max_seconds:
             try:
-                wave = load_audio(upload.path, header.samplerate, max_seconds=self.max_seconds)
+                if upload.data is not None:
+                    wave = load_audio_bytes(upload.data, label, rate, max_seconds=self.max_seconds)
+                else:
+                    wave = load_audio(label, rate, max_seconds=self.max_seconds)
             except (FrozenASDError, ValueError, OSError, MemoryError) as exc:
-                return None, {**note, "error": str(exc).removeprefix(f"{upload.path}: ")}
+                return None, {**note, "error": str(exc).removeprefix(f"{label}: ")}
             values = {f.name: getattr(clip, f.name) for f in fields(Clip)}
             note["cut"] = (
                 f"the recording is {duration:.2f} s long; only its first {self.max_seconds:g} s were "
                 "scored (the service's --max-seconds)"
             )
-            return WaveClip(**values, wave=wave, rate=header.samplerate), note
+            return WaveClip(**values, wave=wave, rate=rate), note
         encoder_cut = _encoder_limit(model, duration)
         if encoder_cut:
             note["cut"] = encoder_cut
         return clip, note
+
+
+def _file_header(path: Path) -> tuple[int, int] | None:
+    """``(frames, sample_rate)`` from a file's header; None when unreadable."""
+    try:
+        info = sf.info(library_path(path))
+    except (sf.SoundFileError, RuntimeError, OSError):
+        return None
+    return info.frames, info.samplerate
 
 
 def _encoder_limit(model: ScoringModel, duration: float) -> str | None:
