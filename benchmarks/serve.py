@@ -196,7 +196,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         "serves an aiSFX and a YAMNet model (mean pooling, Mahalanobis) fitted on synthetic fan clips, "
         "with its defaults (a scoring worker per core; a request alone runs its encoder on every core, "
         "calls made beside other requests on one core each) and with `--workers 1` (every call on every "
-        f"core; uvicorn parsing HTTP with {parser}); clients in another process post "
+        f"core), uvicorn parsing HTTP with {parser}; clients in another process post "
         f"{args.clips} synthetic 10-second 16 kHz WAV clips ({kb} KB each, multipart) over loopback HTTP, "
         f"{args.requests} requests per row after a warm-up, 1 or 8 at a time, on the same cores as the "
         "service. In-process reference: `ScoringModel.load` once, then at 1 client one `score` call per "
