@@ -2,7 +2,8 @@
 
 - EAT-base shapes with random weights (a fairseq checkpoint in the real layout, written to a temporary
   folder; speed does not depend on the values): fp32 and int8 exports cut after 4, 6, 8 and 12 blocks,
-  timed side by side in rounds (the order alternates every round) on a batch of 10-second clips; the
+  timed side by side in rounds (the order alternates every round) on 10-second clips, in calls of as
+  many clips as the extractor puts in one on the CPU (``batch_size.py``); the
   medians per clip, the fraction of the measured float32 matrix-product peak (``encoder.py``'s
   ``matmul_rate``) their FLOPs reach, and the projected time of the DCASE 2024 development set (8,400
   clips). At full depth the int8 weight formats are compared too (QInt8 with ``reduce_range``, the
@@ -26,17 +27,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from _common import machine, write_section
+from batch_size import in_calls
 from encoder import encoder_flops, matmul_rate, ort_session, time_interleaved
+
+from frozenasd.embed.encoders.onnx_runtime import BATCH_VALUES, CPU_CALL_VALUES
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## int8 and shallower encoders (benchmarks/quantisation.py)"
 DEPTHS = (4, 6, 8, 12)
 DEV_SET_CLIPS = 8400  # DCASE 2024 Task 2 development set: 7 machines × (1,000 train + 200 test)
-ROOT = Path(__file__).resolve().parents[1]
+PER_CALL = CPU_CALL_VALUES // BATCH_VALUES  # 10-s clips the extractor puts in one call on the CPU
 REAL = ROOT.parent / "shared" / "realdata"  # the real valve recordings beside the checkout
 DEMO = ROOT / "demo" / "data"  # `make demo`'s data
 NOTE_FORMATS = (
@@ -118,8 +123,8 @@ def eat_benchmark(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         sessions = {name: ort_session(path, args.threads) for name, path in models.items()}
         x = np.random.default_rng(0).standard_normal((args.batch, 1, 128, 1024)).astype(np.float32)
         x = np.repeat(x, 3, axis=1)
-        runners = {name: (lambda s=s: s.run(["emb"], {"input": x})) for name, s in sessions.items()}
-        log(f"timing {len(runners)} EAT models, {args.rounds} rounds of batch {args.batch}")
+        runners = {name: partial(in_calls, s, x, PER_CALL) for name, s in sessions.items()}
+        log(f"timing {len(runners)} EAT models, {args.rounds} rounds of {args.batch} clips")
         times = time_interleaved(runners, args.rounds)
         out["ms"] = {name: statistics.median(t) / args.batch * 1000 for name, t in times.items()}
         out["range"] = {name: (min(t), max(t)) for name, t in times.items()}
@@ -210,7 +215,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
         "so differences under ~10 % are noise. Whole benchmark: "
         f"{results['seconds'] / 60:.1f} min.",
         "",
-        f"**EAT-base shapes, random weights**, batch {args.batch} of 10-s clips, medians of {args.rounds} "
+        f"**EAT-base shapes, random weights**, {args.batch} 10-s clips per timing in calls of {PER_CALL} "
+        f"(as the extractor makes them on the CPU), medians of {args.rounds} "
         f"rounds (the models timed side by side, the order alternating). Peak: float32 2048² matrix "
         f"product, {peak:.0f} GFLOP/s (best of torch, numpy, onnxruntime). Fidelity: smallest cosine of "
         f"the mean-pooled `emb` of {args.clips} synthetic 10-s clips, int8 vs fp32 at the same depth. "

@@ -180,17 +180,26 @@ def test_of_a_long_recording_only_what_the_encoder_takes_is_read(tmp_path, monke
     np.testing.assert_allclose(embedded.embeddings, whole, atol=1e-4)
 
 
-def test_long_examples_go_in_smaller_batches(patch_encoder, monkeypatch):
+def test_large_examples_go_in_smaller_batches(patch_encoder, monkeypatch):
     ext = ONNXFeatureExtractor(patch_encoder, batch_size=8).fit()
     sizes: list[tuple[int, int]] = []
     run = ext._run
     monkeypatch.setattr(ext, "_run", lambda batch: sizes.append(batch.shape[:2]) or run(batch))
-    short = [np.zeros((1024, 128), np.float32)] * 9  # 10 s each: batches of 8
-    long = [np.zeros((4096, 128), np.float32)] * 3  # 41 s each: 8 × 1024 / 4096 = 2 per batch
-    huge = [np.zeros((12288, 128), np.float32)]  # 123 s: alone
-    emb = ext.embed_features(short + long + huge)
-    assert sorted(sizes) == sorted([(8, 1024), (1, 1024), (2, 4096), (1, 4096), (1, 12288)])
-    np.testing.assert_allclose(emb[9], ext.embed_features(long[:1])[0], atol=1e-6)
+    small = [np.zeros((128, 128), np.float32)] * 9  # 1.3 s each: batch_size at a time
+    short = [np.zeros((1024, 128), np.float32)] * 5  # 10 s each: two per call on the CPU
+    long = [np.zeros((4096, 128), np.float32)] * 2  # 41 s each: alone
+    emb = ext.embed_features(small + short + long)
+    assert ext.provider_ == "CPUExecutionProvider"
+    assert sorted(sizes) == sorted(
+        [(8, 128), (1, 128), (2, 1024), (2, 1024), (1, 1024), (1, 4096), (1, 4096)]
+    )
+    np.testing.assert_allclose(emb[9], ext.embed_features(short[:1])[0], atol=1e-6)
+    # on CUDA the budget is batch_size 10-s clips: 8 of them, or 2 of 41 s, a 2-minute clip alone
+    monkeypatch.setattr(ext, "provider_", "CUDAExecutionProvider")
+    sizes.clear()
+    huge = [np.zeros((12288, 128), np.float32)]
+    ext.embed_features(short * 2 + long + huge)
+    assert sorted(sizes) == sorted([(8, 1024), (2, 1024), (2, 4096), (1, 12288)])
 
 
 def test_a_clip_the_encoder_fails_on_is_skipped_and_its_batch_kept(tiny_dataset, patch_encoder, monkeypatch):

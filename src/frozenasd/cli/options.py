@@ -73,7 +73,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the detector (default: 0)")
     parser.add_argument(
-        "--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)"
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        help="clips per encoder call, at most (default: 8; on the CPU two 10-s EAT clips at most)",
     )
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="ONNX Runtime threads (default: every core)"

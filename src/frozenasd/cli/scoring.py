@@ -304,7 +304,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="also write path,frame,start_s,score rows, every frame of every clip scored, to this file "
         "(a frame detector's: framebank, framebank-topk)",
     )
-    p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call (default: 8)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        help="clips per encoder call, at most (default: 8; on the CPU two 10-s EAT clips at most)",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_executor_options(p)

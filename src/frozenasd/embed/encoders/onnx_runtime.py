@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from frozenasd.embed.encoders.device import check_device, open_session
+from frozenasd.embed.encoders.device import CPU, check_device, open_session
 from frozenasd.embed.encoders.metadata import decode_metadata
 from frozenasd.embed.encoders.pooling import (
     FRAMES,
@@ -27,6 +27,11 @@ from frozenasd.embed.frontends import Frontend, get_frontend
 from frozenasd.errors import ModelError
 
 BATCH_VALUES = 1024 * 128  # input values of one 10-second EAT clip: the unit of the batch budget
+# On the CPU a call holds at most two 10-second EAT clips' values: past that the encoder's intermediate
+# tensors leave the CPU's caches and every clip takes longer (EAT-base, 2 cores: batches of 8 took
+# 4-9 % longer per clip than batches of 2; benchmarks/batch_size.py). Small examples still go
+# batch_size at a time.
+CPU_CALL_VALUES = 2 * BATCH_VALUES
 PATCH = 16  # EAT's patch size in fbank frames and mel bins
 DEFAULT_FRONTEND = "eat_fbank"  # for files without metadata: the seed's EAT interface
 
@@ -58,8 +63,10 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
         other widths).
     normalise: ``"none"``; ``"rms"`` scales each waveform to an RMS of 0.1 and ``"peak"`` to a largest
         absolute sample of 1, before the frontend (a silent clip is left as it is).
-    batch_size: examples per ONNX Runtime call; examples larger than a 10-second EAT clip go in
-        proportionally smaller batches (a 2-minute clip alone), so memory stays bounded.
+    batch_size: examples per ONNX Runtime call, at most. On the CPU no call holds more input values
+        than two 10-second EAT clips (``CPU_CALL_VALUES``; EAT's 10-s clips go two at a time, a longer
+        clip alone); on CUDA examples larger than a 10-second EAT clip go in proportionally smaller
+        batches (a 2-minute clip alone), so memory stays bounded.
     num_threads: ONNX Runtime intra-op threads; ``None`` uses every core.
     target_frames: EAT only. ``None`` embeds the whole clip (padded to a multiple of 16 frames, capped
         at the model's maximum); an integer pads or trims every clip to that many frames (1024 = 10 s).
@@ -293,8 +300,7 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
                 groups[stack.shape[1:]].append((clip, k))
         vectors: list[list[np.ndarray]] = [[] for _ in features]
         for shape, refs in groups.items():
-            # Long examples go in smaller batches: no batch holds more values than batch_size 10-s clips.
-            size = max(1, min(self.batch_size, self.batch_size * BATCH_VALUES // math.prod(shape)))
+            size = max(1, min(self.batch_size, self._call_values() // math.prod(shape)))
             for start in range(0, len(refs), size):
                 chunk = refs[start : start + size]
                 out = self._run(np.stack([examples[c][k] for c, k in chunk]))
@@ -302,6 +308,12 @@ class ONNXFeatureExtractor(TransformerMixin, BaseEstimator):
                     vectors[c].append(frames)
         # ``frames`` pooling: clips of other lengths give rows of other widths, NaN-padded to the widest
         return pad_rows([pool_frames(np.concatenate(v), self.statistic_) for v in vectors])
+
+    def _call_values(self) -> int:
+        """The most input values one call may hold (see ``batch_size``)."""
+        if self.provider_ == CPU:
+            return CPU_CALL_VALUES
+        return self.batch_size * BATCH_VALUES
 
     def transform(self, X: Iterable[np.ndarray]) -> np.ndarray:
         """Embed each waveform of ``X``; returns ``(n_clips, dim)`` float32."""
