@@ -24,6 +24,7 @@ from service_server import running  # noqa: E402
 
 from frozenasd import ScoringModel  # noqa: E402
 from frozenasd.cli import main  # noqa: E402
+from frozenasd.hashing import file_sha256  # noqa: E402
 from frozenasd.service import uploads  # noqa: E402
 from frozenasd.service.config import ServiceConfig  # noqa: E402
 from frozenasd.service.registry import Registry, Upload  # noqa: E402
@@ -421,4 +422,5 @@ def test_with_a_history_every_recording_posted_gets_one_row(models, tiny_dataset
         row = rows[f.name]
         assert row.score == answer.json()["score"] and row.anomalous == answer.json()["anomalous"]
         assert row.source == "serve" and row.model == "fan.npz" and row.machine == "fan"
+        assert row.identity == file_sha256(f) and row.size == f.stat().st_size  # as watch records a file
     assert rows["noise.wav"].score is None and "noise.wav" in rows["noise.wav"].reason

@@ -46,7 +46,7 @@ def _target(folder: Path, name: str) -> Path:
 async def receive_uploads(
     request: Request, folder: Path, max_files: int, *, one: bool = False
 ) -> list[Upload]:
-    """The request's recordings as temporary files in ``folder`` (the caller removes them).
+    """The request's recordings, in memory or as temporary files in ``folder`` (removed by :func:`discard`).
 
     UploadProblem when there is none, one is empty, or there are more than ``max_files`` (``one``: more
     than one).
