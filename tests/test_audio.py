@@ -119,6 +119,22 @@ def test_flac_reads_like_wav(tmp_path):
     np.testing.assert_array_equal(load_audio(tmp_path / "a.wav"), load_audio(tmp_path / "a.flac"))
 
 
+@pytest.mark.parametrize(
+    ("subtype", "channels"),
+    [("PCM_16", 1), ("PCM_24", 2), ("PCM_U8", 1), ("ULAW", 2), ("FLOAT", 1), ("DOUBLE", 2)],
+)
+def test_every_encoding_reads_as_the_channel_mean_less_its_mean(tmp_path, subtype, channels):
+    # integer encodings skip the range checks and one channel skips the mean: neither may change a sample
+    x = np.random.default_rng(11).uniform(-0.9, 0.9, (SAMPLE_RATE, channels))
+    path = tmp_path / "a.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype=subtype)
+    decoded, _ = sf.read(path, dtype="float64", always_2d=True)
+    mono = decoded.mean(axis=1)
+    expected = mono.astype(np.float32)
+    expected -= np.float32(float(mono.sum()) / mono.size)
+    np.testing.assert_array_equal(load_audio(path), expected)
+
+
 # --- errors -------------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,9 @@ MAX_MAGNITUDE = 1e6
 
 READ_BLOCK = 1 << 20  # samples (over all channels) decoded at a time
 
+# Integer encodings libsndfile scales into [-1, 1): their samples need no finiteness or range check.
+_BOUNDED_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
+
 # libsndfile's words for a header it could not make sense of; they name no cause a user could act on.
 _UNINFORMATIVE = (
     "SF_INFO struct incomplete",
@@ -164,13 +167,17 @@ def _decode(path: Path, f: sf.SoundFile, sample_rate: int, max_seconds: float | 
     parts: list[np.ndarray] = []
     got = bad = huge = 0
     peak = total = 0.0
+    checked = f.subtype not in _BOUNDED_SUBTYPES
     for block in _blocks(f, limit):
         got += block.shape[0]
-        counts = _out_of_range(block)
-        bad, huge, peak = bad + counts[0], huge + counts[1], max(peak, counts[2])
-        if bad or huge:  # the clip is refused below; the rest is read only to count
-            continue
-        mono = block.mean(axis=1) if stream is None else stream.resample_chunk(block.mean(axis=1))
+        if checked:
+            counts = _out_of_range(block)
+            bad, huge, peak = bad + counts[0], huge + counts[1], max(peak, counts[2])
+            if bad or huge:  # the clip is refused below; the rest is read only to count
+                continue
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)  # one channel: its own mean
+        if stream is not None:
+            mono = stream.resample_chunk(mono)
         total += float(mono.sum())
         parts.append(mono.astype(np.float32))
     if stream is not None and not (bad or huge):
