@@ -133,7 +133,7 @@ def embed_clips(
     limits = ClipLimits.of(extractor)
     machine, split = (clips[0].machine, clips[0].split) if clips else ("", "")
     if any(map(held_in_memory, clips)):
-        cache = None  # waveforms in memory have no file to identify them by
+        cache = None  # clips held in memory have no file to identify them by
     skipped: dict[int, str] = {}
     pending: list[tuple[int, str, np.ndarray]] = []
     bar = tqdm(total=len(clips), desc=desc, unit="clip", disable=not progress, file=sys.stderr)

@@ -258,7 +258,7 @@ class RayExecutor:
         desc: str = "clips",
         warn: Callable[[str], None] | None = None,
     ) -> Embedded:
-        """See :class:`~frozenasd.embed.executor.Executor`; waveforms in memory are embedded here."""
+        """See :class:`~frozenasd.embed.executor.Executor`; clips held in memory are embedded here."""
         self.last_run = RayRun()
         if not clips or any(map(held_in_memory, clips)):
             return embed_clips(extractor, clips, cache=cache, progress=progress, desc=desc, warn=warn)
