@@ -592,7 +592,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --embedding and --detector make a grid with --encoder; use --grid otherwise")
     if not (args.config or args.grid or args.encoder):
         raise SystemExit("error: give configurations: --config, --grid, or --encoder [--detector ...]")
-    work = args.work or Path(tempfile.mkdtemp(prefix="frozenasd-accuracy-"))
+    if args.work is not None:
+        return run_harness(args, args.work, argv)
+    with tempfile.TemporaryDirectory(prefix="frozenasd-accuracy-") as work:
+        return run_harness(args, Path(work), argv)
+
+
+def run_harness(args: argparse.Namespace, work: Path, argv: list[str] | None) -> int:
+    """Measure every configuration on every data set, with run outputs (and by default the cache) in
+    ``work``, and write the results."""
     cache = args.cache_dir or work / "cache"
     harness_options = ["--cache-dir", str(cache), "--no-progress"]
     if args.threads:

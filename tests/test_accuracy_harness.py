@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import shlex
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -144,12 +145,16 @@ def test_every_configuration_on_every_data_set_with_the_worst_machine(
 
 
 def test_a_data_set_that_is_not_one_is_named(
-    harness: ModuleType, tmp_path: Path, patch_encoder: Path
+    harness: ModuleType, tmp_path: Path, patch_encoder: Path, monkeypatch
 ) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     with pytest.raises(SystemExit, match="'empty'"):
         harness.main(
             ["--data", f"empty={tmp_path}", "--grid", "--detector knn", "--out", str(tmp_path / "o.md")]
         )
+    assert not list(temporary.iterdir())  # the default work folder is removed, also after a failure
 
 
 def test_eat_depth_and_int8_rows_are_ready(harness: ModuleType, tmp_path: Path, monkeypatch) -> None:
