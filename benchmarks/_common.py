@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
@@ -55,3 +57,15 @@ def measured_now() -> str:
     facts = machine()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"Measured {when} on {facts['cpu']}, {facts['cores']} cores, Python {facts['python']}"
+
+
+def score_times(model: Any, clips: list[Path]) -> dict[str, float]:
+    """Seconds per clip scoring with ``model`` (a ScoringModel): ``one`` ``score`` call per clip, and
+    ``all`` clips in one call."""
+    start = time.perf_counter()
+    for clip in clips:
+        model.score(clip)
+    one = (time.perf_counter() - start) / len(clips)
+    start = time.perf_counter()
+    model.score(clips)
+    return {"one": one, "all": (time.perf_counter() - start) / len(clips)}

@@ -16,10 +16,9 @@ import contextlib
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import measured_now, publish
+from _common import measured_now, publish, score_times
 
 import frozenasd.embed.executor as executor_module
 import frozenasd.scoring.model as model_module
@@ -40,17 +39,6 @@ def every_core():
         yield
     finally:
         executor_module.one_blas_thread, model_module.one_blas_thread = shipped
-
-
-def timed(model: ScoringModel, clips: list[Path]) -> dict[str, float]:
-    """Seconds per clip: one ``score`` call per clip, and all clips in one call."""
-    start = time.perf_counter()
-    for clip in clips:
-        model.score(clip)
-    one = (time.perf_counter() - start) / len(clips)
-    start = time.perf_counter()
-    model.score(clips)
-    return {"one": one, "all": (time.perf_counter() - start) / len(clips)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[tuple[str, str], list[dict[str, float]]] = {(b, s): [] for b in BACKBONES for s in SETTINGS}
     for _ in range(args.rounds):
         for backbone in BACKBONES:
-            times[(backbone, SETTINGS[0])].append(timed(models[backbone], clips))
+            times[(backbone, SETTINGS[0])].append(score_times(models[backbone], clips))
             with every_core():
-                times[(backbone, SETTINGS[1])].append(timed(models[backbone], clips))
+                times[(backbone, SETTINGS[1])].append(score_times(models[backbone], clips))
 
     rows = []
     for backbone in BACKBONES:

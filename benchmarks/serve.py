@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
-from _common import measured_now, publish
+from _common import measured_now, publish, score_times
 
 from frozenasd import ScoringModel
 from frozenasd.data.synth import synthesize
@@ -81,17 +81,6 @@ def service(options: list[str], fitted: dict[str, Path]) -> Iterator[str]:
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(60)
-
-
-def in_process(model: ScoringModel, clips: list[Path]) -> dict[str, float]:
-    """Seconds per clip scoring in this process: one call per clip, and all clips in one call."""
-    start = time.perf_counter()
-    for clip in clips:
-        model.score(clip)
-    one = (time.perf_counter() - start) / len(clips)
-    start = time.perf_counter()
-    model.score(clips)
-    return {"one": one, "all": (time.perf_counter() - start) / len(clips)}
 
 
 def load(url: str, name: str, clips: list[Path], clients: int, n: int) -> dict[str, float]:
@@ -164,7 +153,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     }
     for _ in range(args.rounds):
         for backbone in BACKBONES:
-            local[backbone].append(in_process(models[backbone], clips))
+            local[backbone].append(score_times(models[backbone], clips))
         for label, options in SETTINGS.items():
             with service(options, fitted) as url:
                 for backbone in BACKBONES:
