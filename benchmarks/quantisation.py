@@ -13,13 +13,20 @@
   view under the default detector of single views (mahalanobis) on the real valve recordings and the
   demo data, fp32 vs int8.
 
+One section per CPU kind (AVX-512 or AVX2, with or without VNNI, AMX: what ONNX Runtime's int8 and
+fp32 kernels depend on); ``--cpu-kind K`` measures kind K on a CPU that has more (``tests/cpu_kinds.py``
+hides the rest from the process), with a fresh embedding cache unless ``--cache-dir`` is given (cached
+embeddings are the other kernels').
+
     python benchmarks/quantisation.py                 # updates BENCHMARKS.md
+    python benchmarks/quantisation.py --cpu-kind avx2 # as on an AVX2-only CPU
     python benchmarks/quantisation.py --rounds 2 --no-accuracy --no-write
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import statistics
@@ -31,14 +38,23 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from _common import machine, write_section
+from _common import (
+    CPU_KIND_HELP,
+    check_cpu_kind,
+    cpu_kind,
+    cpu_kinds,
+    hidden_features,
+    machine,
+    rerun_as,
+    write_section,
+)
 from batch_size import in_calls
 from encoder import encoder_flops, matmul_rate, ort_session, time_interleaved
 
 from frozenasd.embed.encoders.onnx_runtime import BATCH_VALUES, CPU_CALL_VALUES
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## int8 and shallower encoders (benchmarks/quantisation.py)"
+SECTION = "## int8 and shallower encoders, {kind} (benchmarks/quantisation.py)"
 DEPTHS = (4, 6, 8, 12)
 DEV_SET_CLIPS = 8400  # DCASE 2024 Task 2 development set: 7 machines × (1,000 train + 200 test)
 PER_CALL = CPU_CALL_VALUES // BATCH_VALUES  # 10-s clips the extractor puts in one call on the CPU
@@ -47,9 +63,9 @@ DEMO = ROOT / "demo" / "data"  # `make demo`'s data
 NOTE_FORMATS = (
     "QInt8 with `reduce_range` (7-bit weights) is the default: it runs the same u8 × s8 kernels as "
     "full-range QInt8, and keeps CPUs without VNNI (whose `VPMADDUBSW` sums pairs in 16 bits) from "
-    "saturating, so one file gives the same numbers on every x86 CPU; QUInt8 avoids saturation with "
-    "U8U8 kernels and gives up most of the speed-up. No AVX2-only CPU was reachable for this run; "
-    "issue 14 measured dynamic QInt8 at 1.7× fp32 on an AVX2-only AMD Zen 4 guest."
+    "saturating: its matrix products give bit for bit the same numbers on the AVX2 and the AVX-512/VNNI "
+    "kernels, where full-range weights do not (`tests/test_int8_cpu_kinds.py`). QUInt8 avoids saturation "
+    "with U8U8 kernels, which are slower."
 )
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 SCHEMES = {
@@ -60,13 +76,8 @@ SCHEMES = {
 
 
 def cpu_flags() -> list[str]:
-    """Which of the int8-relevant instruction sets /proc/cpuinfo lists."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    present = set(line.split(":", 1)[-1].split())
+    """Which of the int8-relevant instruction sets this process sees (/proc/cpuinfo's names)."""
+    present = cpu_kinds.visible_flags()
     return [f for f in CPU_FLAGS if f in present]
 
 
@@ -206,11 +217,13 @@ def report(results: dict, args: argparse.Namespace) -> str:
     vnni = "with VNNI" if any("vnni" in f for f in flags) else "without VNNI"
     eat = results["eat"]
     peak = results["peak"]
+    option = f" --cpu-kind {args.cpu_kind}" if args.cpu_kind else ""
     lines = [
-        SECTION,
+        SECTION.format(kind=cpu_kind()),
         "",
-        f"Measured {results['date']} on {info['cpu']} ({', '.join(flags) or 'no AVX2'}: {vnni}), "
-        f"{info['cores']}; {args.threads} threads; onnxruntime {results['ort']}. The machine was shared "
+        f"Measured {results['date']} on {info['cpu']} ({', '.join(flags) or 'no AVX2'}: {vnni})"
+        f"{hidden_features()}; {info['cores']}; {args.threads} threads; onnxruntime {results['ort']}; "
+        f"`python benchmarks/quantisation.py{option}`. The machine was shared "
         f"with other work (load average {results['load'][0]:.1f} before, {results['load'][1]:.1f} after), "
         "so differences under ~10 % are noise. Whole benchmark: "
         f"{results['seconds'] / 60:.1f} min.",
@@ -308,11 +321,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", type=Path, default=DEMO, help=f"demo data (default: {DEMO})")
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--cpu-kind", choices=cpu_kinds.KINDS, help=CPU_KIND_HELP)
     args = parser.parse_args(argv)
-    if args.cache_dir is None:
-        from frozenasd.embed.cache import default_cache_dir
+    if args.cpu_kind and not cpu_kinds.active():
+        return rerun_as(args.cpu_kind, __file__, argv)
+    check_cpu_kind()
+    with contextlib.ExitStack() as stack:
+        if args.cache_dir is None and args.cpu_kind:
+            fresh = tempfile.TemporaryDirectory(prefix="frozenasd-cpu-kind-cache-")
+            args.cache_dir = Path(stack.enter_context(fresh))
+        elif args.cache_dir is None:
+            from frozenasd.embed.cache import default_cache_dir
 
-        args.cache_dir = default_cache_dir()
+            args.cache_dir = default_cache_dir()
+        return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Run the benchmark as ``args`` say; print the section and write it unless ``--no-write``."""
 
     import onnxruntime as ort
 
@@ -340,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, args)
     print(text)
     if not args.no_write:
-        write_section(text, SECTION)
+        write_section(text, SECTION.format(kind=cpu_kind()))
     return 0
 
 

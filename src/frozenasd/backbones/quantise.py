@@ -16,9 +16,12 @@ backbone published in 8 bits (YAMNet: its own activation scales kept, :mod:`froz
 Why ``QInt8`` weights with ``reduce_range`` (7-bit weights): on x86 CPUs without VNNI, ONNX Runtime
 computes u8 × s8 products with ``VPMADDUBSW``, whose 16-bit pair sums can saturate (ONNX Runtime's
 quantisation guide: "When and why do I need to try U8U8?"); with weights in [-64, 63] a pair sum
-stays below 2¹⁵, so the same file gives the same numbers on AVX2-only and AVX-512/VNNI CPUs. ``QUInt8``
-weights (the U8U8 kernels) avoid saturation too but run slower, and full-range ``QInt8`` saturates
-without VNNI. ``benchmarks/quantisation.py`` measures the three on the CPU at hand.
+stays below 2¹⁵, so the integer products are the same on every x86 CPU kind
+(``tests/test_int8_cpu_kinds.py`` runs the kernels of other kinds beside this CPU's and compares them
+bit for bit; a whole model's outputs still differ a little between kinds, as the float operators'
+rounding moves a few activations to the neighbouring 8-bit step).
+``QUInt8`` weights (the U8U8 kernels) avoid saturation too but run slower, and full-range ``QInt8``
+saturates without VNNI. ``benchmarks/quantisation.py`` measures the three per CPU kind.
 
 The quantised file keeps the fp32 file's ``frozenasd`` metadata and adds ``model.precision: "int8"``,
 ``model.fp32_sha256`` (the file it was made from) and a ``quantisation`` entry (scheme, weight type,
