@@ -63,9 +63,9 @@ DEMO = ROOT / "demo" / "data"  # `make demo`'s data
 NOTE_FORMATS = (
     "QInt8 with `reduce_range` (7-bit weights) is the default: it runs the same u8 × s8 kernels as "
     "full-range QInt8, and keeps CPUs without VNNI (whose `VPMADDUBSW` sums pairs in 16 bits) from "
-    "saturating: its matrix products give bit for bit the same numbers on the AVX2 and the AVX-512/VNNI "
-    "kernels, where full-range weights do not (`tests/test_int8_cpu_kinds.py`). QUInt8 avoids saturation "
-    "with U8U8 kernels, which are slower."
+    "saturating: its matrix products give bit for bit the same numbers on every kind's kernels, where "
+    "full-range weights do not on kinds without VNNI (`tests/test_int8_cpu_kinds.py`). QUInt8 avoids "
+    "saturation with U8U8 kernels, which are slower."
 )
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 SCHEMES = {

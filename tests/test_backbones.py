@@ -263,6 +263,19 @@ def test_aisfx_extractor_embeds_clips(aisfx_onnx):
     np.testing.assert_allclose(emb[1], per_block.mean(axis=0), atol=1e-5)
 
 
+def test_aisfx_int8_is_prepared_with_the_scoring_dependencies(aisfx_onnx):
+    """Static QDQ quantisation (``--model aisfx-int8``) with what ``pip install frozenasd`` brings: no
+    PyTorch (the torch-free check runs this too; ONNX Runtime's pre-processing needs sympy)."""
+    int8 = prepare("aisfx-int8", aisfx_onnx.parent)
+    doc = decode_metadata({p.key: p.value for p in onnx.load(str(int8)).metadata_props})
+    assert doc["model"]["precision"] == "int8"
+    assert doc["quantisation"]["method"].startswith("onnxruntime.quantization.quantize_static")
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    emb = ONNXFeatureExtractor(int8, num_threads=2).fit().transform(clips(44100, 2.5))
+    assert emb.shape == (2, 512) and np.isfinite(emb).all()
+
+
 # ---------------------------------------------------------------- YAMNet, real packaged weights
 @pytest.fixture(scope="module")
 def yamnet_onnx(tmp_path_factory):
