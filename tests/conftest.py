@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from frozenasd.data.synth.dataset import normal_wave
 from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 
 
@@ -16,6 +17,19 @@ from frozenasd.embed.encoders.patch_encoder import build_patch_encoder
 def patch_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ONNX encoder with the seed's interface: input (batch, 3, 128, time), output emb."""
     return build_patch_encoder(tmp_path_factory.mktemp("model") / "encoder.onnx", embed_dim=24, seed=3)
+
+
+def synthetic_clips(n: int = 4, seconds: float = 2.0, rate: int = 16000) -> list[np.ndarray]:
+    """Normal synthetic machine sounds (fan and valve), rendered in memory."""
+    return [
+        normal_wave(("fan", "valve")[i % 2], i, seed=7, split="test", duration_s=seconds, sample_rate=rate)
+        for i in range(n)
+    ]
+
+
+def clip_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``a`` with the same row of ``b``."""
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def _machine_sound(rng: np.random.Generator, anomalous: bool, seconds: float = 1.0) -> np.ndarray:

@@ -13,13 +13,13 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 import eat_checkpoints as ec  # noqa: E402
+from conftest import clip_cosines, synthetic_clips  # noqa: E402
 from optional import require_package  # noqa: E402
 
 from frozenasd import backbones  # noqa: E402
 from frozenasd.backbones.eat_export.export import export_onnx  # noqa: E402
 from frozenasd.backbones.registry import parse_variant  # noqa: E402
 from frozenasd.cli import main  # noqa: E402
-from frozenasd.data.synth.dataset import normal_wave  # noqa: E402
 from frozenasd.embed import Views  # noqa: E402
 from frozenasd.embed.encoders.metadata import decode_metadata  # noqa: E402
 from frozenasd.embed.encoders.onnx_runtime import ONNXFeatureExtractor  # noqa: E402
@@ -55,18 +55,6 @@ def blocks_in(path: Path) -> int:
     """Transformer blocks in the graph: one fused attention node each."""
     ops = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     return ops["MultiHeadAttention"]
-
-
-def synthetic_clips(n: int = 4, seconds: float = 2.0, rate: int = 16000) -> list[np.ndarray]:
-    """Normal synthetic machine sounds (fan and valve), rendered in memory."""
-    return [
-        normal_wave(("fan", "valve")[i % 2], i, seed=7, split="test", duration_s=seconds, sample_rate=rate)
-        for i in range(n)
-    ]
-
-
-def clip_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 # ---------------------------------------------------------------------------------------- depth

@@ -29,8 +29,8 @@ from frozenasd.errors import ModelError
 BATCH_VALUES = 1024 * 128  # input values of one 10-second EAT clip: the unit of the batch budget
 # On the CPU a call holds at most two 10-second EAT clips' values: past that the encoder's intermediate
 # tensors leave the CPU's caches and every clip takes longer (EAT-base, 2 cores: batches of 8 took
-# 5 % (fp32) and 10 % (int8) longer per clip than batches of 2; benchmarks/batch_size.py). Small
-# examples still go batch_size at a time.
+# 2-3 % (fp32) and 1-6 % (int8) longer per clip than batches of 2, on AVX-512 and AVX2 kernels;
+# benchmarks/batch_size.py). Small examples still go batch_size at a time.
 CPU_CALL_VALUES = 2 * BATCH_VALUES
 PATCH = 16  # EAT's patch size in fbank frames and mel bins
 DEFAULT_FRONTEND = "eat_fbank"  # for files without metadata: the seed's EAT interface
